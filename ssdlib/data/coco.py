@@ -141,7 +141,8 @@ class COCODataset(Dataset):
         boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float64).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
         labels = torch.tensor([self.cat_id_to_label[a["category_id"]] for a in anns])
-        difficult = torch.zeros(len(anns), dtype=torch.bool)  # COCO has no "difficult" flag
+        # COCO has no "difficult" flag; the Shapes json adds one (non-standard, optional).
+        difficult = torch.tensor([bool(a.get("difficult", 0)) for a in anns], dtype=torch.bool)
         return make_target(boxes, labels, difficult, image_id, height, width, self.ann_file)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:

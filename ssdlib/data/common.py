@@ -48,7 +48,7 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
         # Palette/grey/CMYK/YCbCr/RGBA/LA: PIL knows the colour maths; alpha is dropped
         # (annotations refer to the stored pixels, not to a composite on some background).
         img = img.convert("RGB")
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
 
 
 def load_image(path: str | os.PathLike) -> torch.Tensor:
@@ -71,7 +71,7 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         raise DatasetError(f"{path}: not a readable image (corrupt or unknown format)") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"{path}: corrupt or truncated image ({e})") from e
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
 def clean_boxes(

@@ -1,0 +1,128 @@
+"""SSD data augmentation with ``torchvision.transforms.v2``.
+
+Both pipelines take and return ``(image, target)`` in the format of :mod:`ssdlib.data.common`
+(``image (3, H, W)`` uint8, ``target["boxes"] (N, 4)`` xyxy pixels) and return
+``image (3, S, S)`` float32 normalised as ``(x - mean) / std`` on 0..255 values (Caffe/SSD
+convention) and ``target["boxes"] (N, 4)`` xyxy RELATIVE to the image, in ``[0, 1]``.
+``labels``/``difficult`` (and ``masks`` when present) are filtered with the kept boxes;
+``image_id``/``orig_size`` are left untouched.
+
+Training (Liu et al. 2016, sec. 2.2 / 3.6): photometric distortion -> zoom-out on a canvas
+filled with the pixel mean (side x1..x4, p=0.5) -> IoU-constrained random crop -> drop
+boxes that became degenerate -> horizontal flip -> resize to ``S x S``.
+
+Randomness comes from torch's global RNG. Each DataLoader worker seeds torch with
+``base_seed + worker_id`` (``base_seed`` drawn from the main process' torch RNG or from the
+loader's ``generator``), so ``torch.manual_seed(k)`` before building the loader makes the
+augmentation stream reproducible for a fixed ``num_workers``.
+
+Where target matching happens: in the training step, batched (``ssdlib.matching.match_batch``
++ ``ssdlib.boxes.encode``), not in the data workers, which stay pure augmentation.
+Measured with ``python data_setup/bench_matching.py`` (batch 32 Shapes images after this
+training transform, 97 boxes, SSD300's 8732 priors, 2-core CPU, no GPU in that session):
+
+- in-worker, ``match`` + ``encode`` per image, 1 thread: 33.6 ms per batch (1.05 ms/image,
+  against ~13 ms/image for the augmentation itself, i.e. +8 % worker time);
+- in-step, ``match_batch`` + ``encode``, 1 thread: 64.3 ms; 2 threads: 34.6 ms per batch.
+
+So on a CPU-only machine batching does not win (the padded ``(B, G_max, P)`` IoU costs more
+than it saves) and the two are a wash; on a GPU the batched version is a handful of kernels
+on tensors already there (run the script there to get the number). We still match in the step
+because it keeps the priors and IoU threshold (model config) out of the datasets, lets the same
+dataset serve training and evaluation, and moves the work to the GPU when there is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+__all__ = ["DetectionTransform", "build_train_transform", "build_test_transform", "denormalize"]
+
+PIXEL_MEAN = (123.0, 117.0, 104.0)
+PIXEL_STD = (1.0, 1.0, 1.0)
+
+
+def _labels_and_flags(inputs):
+    """SanitizeBoundingBoxes' ``labels_getter``: every per-box tensor to filter alongside.
+
+    Module-level (not a lambda) so the transform pickles into DataLoader workers."""
+    target = inputs[1]
+    return tuple(target[k] for k in ("labels", "difficult") if k in target)
+
+
+class DetectionTransform:
+    """Wrap a v2 pipeline: tensors -> tv_tensors -> pipeline -> relative boxes, plain tensors."""
+
+    def __init__(self, pipeline: v2.Transform) -> None:
+        self.pipeline = pipeline
+
+    def __call__(self, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+        h, w = image.shape[-2:]
+        target = dict(target)
+        target["boxes"] = tv_tensors.BoundingBoxes(
+            target["boxes"].reshape(-1, 4), format="XYXY", canvas_size=(h, w)
+        )
+        if "masks" in target:
+            target["masks"] = tv_tensors.Mask(target["masks"])
+        image, target = self.pipeline(tv_tensors.Image(image), target)
+        out_h, out_w = image.shape[-2:]
+        scale = torch.tensor([out_w, out_h, out_w, out_h], dtype=torch.float32)
+        target["boxes"] = (target["boxes"].as_subclass(torch.Tensor) / scale).clamp_(0.0, 1.0)
+        if "masks" in target:
+            target["masks"] = target["masks"].as_subclass(torch.Tensor)
+        return image.as_subclass(torch.Tensor), target
+
+    def __repr__(self) -> str:
+        return f"DetectionTransform({self.pipeline})"
+
+
+def _finish(image_size: int, mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    return [
+        v2.Resize((image_size, image_size), antialias=True),
+        v2.ToDtype(torch.float32, scale=False),  # keep 0..255: the mean/std are in that range
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ]
+
+
+def build_train_transform(
+    image_size: int,
+    pixel_mean: Sequence[float] = PIXEL_MEAN,
+    pixel_std: Sequence[float] = PIXEL_STD,
+) -> DetectionTransform:
+    """SSD training augmentation. In: ``(3, H, W)`` uint8 + pixel boxes; out: ``(3, S, S)``
+    float32 + relative boxes ``(N', 4)`` (see the module docstring)."""
+    fill = {tv_tensors.Image: [int(round(m)) for m in pixel_mean], "others": 0}
+    return DetectionTransform(
+        v2.Compose([
+            v2.RandomPhotometricDistort(p=0.5),
+            v2.RandomZoomOut(fill=fill, side_range=(1.0, 4.0), p=0.5),
+            v2.RandomIoUCrop(),
+            v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=_labels_and_flags),
+            v2.RandomHorizontalFlip(p=0.5),
+            *_finish(image_size, pixel_mean, pixel_std),
+        ])  # fmt: skip
+    )
+
+
+def build_test_transform(
+    image_size: int,
+    pixel_mean: Sequence[float] = PIXEL_MEAN,
+    pixel_std: Sequence[float] = PIXEL_STD,
+) -> DetectionTransform:
+    """Evaluation preprocessing: resize to ``S x S`` and normalise; boxes become relative."""
+    return DetectionTransform(v2.Compose(_finish(image_size, pixel_mean, pixel_std)))
+
+
+def denormalize(
+    image: torch.Tensor,
+    mean: Sequence[float] = PIXEL_MEAN,
+    std: Sequence[float] = PIXEL_STD,
+) -> torch.Tensor:
+    """Undo the normalisation for drawing: ``(..., 3, H, W)`` float -> same shape uint8."""
+    mean_t = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return (image * std_t + mean_t).round_().clamp_(0, 255).to(torch.uint8)
