@@ -349,3 +349,26 @@ def test_speed_5000_images_20_classes():
     elapsed = time.perf_counter() - tic
     assert 0.0 < out["map"] < 1.0
     assert elapsed < 2.0, f"{elapsed:.2f} s"
+
+
+def test_pr_curve_points_and_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ssdlib.viz.pr_curves import plot_pr_curves, pr_curve_points
+
+    # Raw precision [0 (ignored difficult first), 1, 0.5] -> envelope [1, 1, 0.5], plus a
+    # leading point at recall 0 carrying the first precision.
+    rec, prec = pr_curve_points(np.array([0.0, 0.5, 0.5]), np.array([0.0, 1.0, 0.5]))
+    np.testing.assert_array_equal(rec, [0.0, 0.0, 0.5, 0.5])
+    np.testing.assert_array_equal(prec, [1.0, 1.0, 1.0, 0.5])
+    rec, prec = pr_curve_points(np.zeros(0), np.zeros(0), interpolated=False)
+    np.testing.assert_array_equal(prec, [0.0])
+
+    gts, dets = random_dataset(5)
+    out = voc.evaluate(gts, dets)
+    ax = plot_pr_curves(out, class_names=["a", "b", "c", "d", "e"])
+    drawn = [line.get_label() for line in ax.get_lines()]
+    expected = [voc.class_name(c, "abcde") for c, n in out["num_gt"].items() if n > 0]
+    assert [d.split(" ")[0] for d in drawn] == expected
+    matplotlib.pyplot.close(ax.figure)

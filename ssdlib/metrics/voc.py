@@ -295,7 +295,7 @@ def evaluate(
     return result
 
 
-def _name(label: int, class_names: Sequence[str] | Mapping[int, str] | None) -> str:
+def class_name(label: int, class_names: Sequence[str] | Mapping[int, str] | None) -> str:
     """Display name of ``label``: a mapping is keyed by label, a sequence by ``label - 1``."""
     if isinstance(class_names, Mapping):
         return str(class_names.get(label, label))
@@ -308,7 +308,7 @@ def per_class_ap(
     result: Mapping[str, Any], class_names: Sequence[str] | Mapping[int, str] | None = None
 ) -> dict[str, float]:
     """{class name: AP} from an :func:`evaluate` result (names as in :func:`format_table`)."""
-    return {_name(label, class_names): ap for label, ap in result["ap"].items()}
+    return {class_name(label, class_names): ap for label, ap in result["ap"].items()}
 
 
 def format_table(
@@ -322,7 +322,7 @@ def format_table(
             ``class_names[label - 1]`` names ``label`` (labels 1..C); unnamed labels print
             as numbers.
     """
-    names = {label: _name(label, class_names) for label in result["ap"]}
+    names = {label: class_name(label, class_names) for label in result["ap"]}
     width = max([len("class"), len("mAP"), *map(len, names.values())])
     lines = [f"{'class':<{width}}  {'AP':>7}  {'#gt':>6}  {'#det':>6}"]
     for label, ap in result["ap"].items():
