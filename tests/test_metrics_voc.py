@@ -5,6 +5,8 @@ import time
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ssdlib.metrics import curves, voc
 
@@ -372,3 +374,56 @@ def test_pr_curve_points_and_plot():
     expected = [voc.class_name(c, "abcde") for c, n in out["num_gt"].items() if n > 0]
     assert [d.split(" ")[0] for d in drawn] == expected
     matplotlib.pyplot.close(ax.figure)
+
+
+def test_crowded_image_in_small_blocks_gives_the_same(monkeypatch):
+    # One image with 40 gts and many detections: splitting the IoU into blocks of a few
+    # detections (the memory guard) must not change anything.
+    rng = np.random.default_rng(11)
+    xy = rng.integers(0, 100, (40, 2)).astype(float)
+    boxes = np.concatenate([xy, xy + rng.integers(5, 30, (40, 2))], axis=1)
+    gts = [gt(boxes, labels=rng.integers(1, 3, 40), difficult=rng.random(40) < 0.2)]
+    src = rng.integers(0, 40, 300)
+    dets = [det(boxes[src] + rng.integers(-3, 4, (300, 4)), np.round(rng.random(300), 2),
+                labels=rng.integers(1, 3, 300))]  # fmt: skip
+    whole = voc.evaluate(gts, dets, use_07_metric=False)
+    monkeypatch.setattr(voc, "_BLOCK_PAIRS", 64)  # 64 // 40 gts -> 1 detection per block
+    blocked = voc.evaluate(gts, dets, use_07_metric=False)
+    assert whole["ap"] == blocked["ap"]
+    for cls in (1, 2):
+        rec, prec, ap = ref_voc_eval(gts, dets, cls, 0.5, False)
+        assert blocked["ap"][cls] == ap
+
+
+small_box = st.tuples(*[st.integers(0, 12)] * 4).map(
+    lambda b: [min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3])]
+)
+
+
+@st.composite
+def tiny_dataset(draw):
+    """A few images of small integer boxes in 2 classes: many exact IoU ties and boundaries."""
+    gts, dets = [], []
+    for _ in range(draw(st.integers(1, 4))):
+        n = draw(st.integers(0, 4))
+        m = draw(st.integers(0, 6))
+        gts.append(gt(draw(st.lists(small_box, min_size=n, max_size=n)),
+                      labels=draw(st.lists(st.integers(1, 2), min_size=n, max_size=n)),
+                      difficult=draw(st.lists(st.booleans(), min_size=n, max_size=n))))  # fmt: skip
+        dets.append(det(draw(st.lists(small_box, min_size=m, max_size=m)),
+                        draw(st.lists(st.sampled_from([0.1, 0.5, 0.9]), min_size=m, max_size=m)),
+                        labels=draw(st.lists(st.integers(1, 2), min_size=m, max_size=m))))  # fmt: skip
+    return gts, dets
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(data=tiny_dataset(), use_07_metric=st.booleans(), thr=st.sampled_from([0.3, 0.5, 0.7]))
+def test_property_matches_loop_reference(data, use_07_metric, thr):
+    gts, dets = data
+    out = voc.evaluate(gts, dets, iou_threshold=thr, use_07_metric=use_07_metric)
+    for cls, ap in out["ap"].items():
+        if out["num_gt"][cls] == 0:
+            assert np.isnan(ap)
+            continue
+        _, _, ref = ref_voc_eval(gts, dets, cls, thr, use_07_metric)
+        assert ap == ref
