@@ -1,0 +1,208 @@
+"""Check a whole "bring your own data" folder before training and report EVERY problem at once.
+
+Severity:
+
+- ``error``: training would crash or learn from wrong data (missing/corrupt/empty image,
+  malformed XML/json, missing field, unknown class, annotation pointing to nothing);
+- ``warning``: handled by a documented policy but worth knowing (box outside the image ->
+  clipped; NaN/zero-area/inverted box -> dropped; image without objects -> background only;
+  XML ``<size>`` disagreeing with the decoded image).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ssdlib.data.coco import check_coco_dict
+from ssdlib.data.common import DatasetError, load_image
+from ssdlib.data.voc import parse_voc_xml
+
+__all__ = ["Problem", "ValidationReport", "validate_voc_folder", "validate_coco", "validate_dataset"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    message: str
+    severity: str = "error"  # "error" | "warning"
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.file}: {self.message}"
+
+
+@dataclass
+class ValidationReport:
+    problems: list[Problem] = field(default_factory=list)
+    num_images: int = 0
+    num_boxes: int = 0
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def add(self, file, message: str, severity: str = "error") -> None:
+        self.problems.append(Problem(str(file), message, severity))
+
+    def format(self) -> str:
+        head = (f"{self.num_images} images, {self.num_boxes} boxes: "
+                f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")  # fmt: skip
+        return "\n".join([head, *map(str, self.problems)])
+
+
+def _box_problem(box: Sequence[float], width: int | None, height: int | None) -> tuple[str, str]:
+    """``(severity, message)`` for one xyxy box, or ``("", "")`` when it is fine."""
+    x1, y1, x2, y2 = box
+    if not all(math.isfinite(v) for v in box):
+        return "warning", f"box {list(box)} has NaN/inf coordinates (will be dropped)"
+    if x2 <= x1 or y2 <= y1:
+        return "warning", f"box {list(box)} has x2<=x1 or y2<=y1 (will be dropped)"
+    if width is not None and height is not None:
+        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+            if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
+                return "warning", f"box {list(box)} lies outside the {width}x{height} image (dropped)"
+            return "warning", f"box {list(box)} exceeds the {width}x{height} image (will be clipped)"
+    return "", ""
+
+
+def _image_size(path: Path, report: ValidationReport) -> tuple[int | None, int | None]:
+    try:
+        image = load_image(path)
+    except DatasetError as e:
+        report.add(path, str(e).removeprefix(f"{path}: "))
+        return None, None
+    return int(image.shape[2]), int(image.shape[1])
+
+
+def validate_voc_folder(
+    voc_dir: str | os.PathLike,
+    class_names: Sequence[str],
+    splits: Sequence[str] | None = None,
+    decode_images: bool = True,
+) -> ValidationReport:
+    """Check a VOC-format folder (``JPEGImages/``, ``Annotations/``, ``ImageSets/Main/*.txt``).
+
+    ``splits=None`` checks every ``ImageSets/Main/*.txt``. ``decode_images`` fully decodes each
+    image (catches truncation; slower)."""
+    voc_dir = Path(voc_dir)
+    report = ValidationReport()
+    sets_dir = voc_dir / "ImageSets" / "Main"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        if not (voc_dir / sub).is_dir():
+            report.add(voc_dir / sub, "folder not found")
+    if not report.ok:
+        return report
+    if splits is None:
+        split_files = sorted(sets_dir.glob("*.txt"))
+        if not split_files:
+            report.add(sets_dir, "no split files (*.txt)")
+    else:
+        split_files = [sets_dir / f"{s}.txt" for s in splits]
+    ids: dict[str, None] = {}
+    for f in split_files:
+        if not f.is_file():
+            report.add(f, "split file not found")
+            continue
+        ids.update((line.split()[0], None) for line in f.read_text().splitlines() if line.strip())
+    known = set(class_names)
+    for image_id in ids:
+        img_path = voc_dir / "JPEGImages" / f"{image_id}.jpg"
+        xml_path = voc_dir / "Annotations" / f"{image_id}.xml"
+        report.num_images += 1
+        width = height = None
+        if decode_images:
+            width, height = _image_size(img_path, report)
+        elif not img_path.is_file():
+            report.add(img_path, "image file not found")
+        try:
+            ann = parse_voc_xml(xml_path)
+        except DatasetError as e:
+            report.add(xml_path, str(e).removeprefix(f"{xml_path}: "))
+            continue
+        if width is not None and ann.width is not None and (ann.width, ann.height) != (width, height):
+            report.add(xml_path, f"<size> {ann.width}x{ann.height} but the image is "
+                       f"{width}x{height} (the image size is used)", "warning")  # fmt: skip
+        if not ann.names:
+            report.add(xml_path, "no objects (trained as background only)", "warning")
+        width, height = (width, height) if width is not None else (ann.width, ann.height)
+        for name, box in zip(ann.names, ann.boxes):
+            report.num_boxes += 1
+            if name not in known:
+                report.add(xml_path, f"unknown class {name!r}")
+            pixel_box = [v - 1 for v in box]  # devkit 1-based -> the loader's 0-based
+            severity, message = _box_problem(pixel_box, width, height)
+            if severity:
+                report.add(xml_path, f"{name}: {message}", severity)
+    return report
+
+
+def validate_coco(
+    image_root: str | os.PathLike, ann_file: str | os.PathLike, decode_images: bool = True
+) -> ValidationReport:
+    """Check a COCO instances json and the images it names (relative to ``image_root``)."""
+    image_root, ann_file = Path(image_root), Path(ann_file)
+    report = ValidationReport()
+    try:
+        data = json.loads(ann_file.read_text())
+    except FileNotFoundError:
+        report.add(ann_file, "annotation file not found")
+        return report
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        report.add(ann_file, f"malformed json ({e})")
+        return report
+    for message in check_coco_dict(data, ann_file):
+        report.add(ann_file, message.removeprefix(f"{ann_file}: "))
+    if not report.ok:
+        return report
+    sizes: dict = {}
+    for rec in data["images"]:
+        report.num_images += 1
+        path = image_root / rec["file_name"]
+        if decode_images:
+            sizes[rec["id"]] = _image_size(path, report)
+        else:
+            if not path.is_file():
+                report.add(path, "image file not found")
+            sizes[rec["id"]] = (rec.get("width"), rec.get("height"))
+    with_boxes = set()
+    for k, ann in enumerate(data["annotations"]):
+        report.num_boxes += 1
+        if ann.get("iscrowd", 0):
+            continue
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        severity, message = _box_problem([x, y, x + w, y + h], *sizes.get(ann["image_id"], (None,) * 2))
+        if severity:
+            report.add(ann_file, f"annotations[{k}] (id={ann['id']}): {message}", severity)
+        else:
+            with_boxes.add(ann["image_id"])
+    for rec in data["images"]:
+        if rec["id"] not in with_boxes:
+            report.add(image_root / rec["file_name"], "no usable (non-crowd) box: dropped for "
+                       "training, kept for evaluation", "warning")  # fmt: skip
+    return report
+
+
+def validate_dataset(
+    path: str | os.PathLike,
+    class_names: Sequence[str] | None = None,
+    ann_file: str | os.PathLike | None = None,
+    decode_images: bool = True,
+) -> ValidationReport:
+    """VOC folder (give ``class_names``) or COCO (give ``ann_file``; ``path`` = image folder)."""
+    if ann_file is not None:
+        return validate_coco(path, ann_file, decode_images)
+    if class_names is None:
+        raise ValueError("validate_dataset: give class_names (VOC folder) or ann_file (COCO)")
+    return validate_voc_folder(path, class_names, decode_images=decode_images)
