@@ -1,0 +1,49 @@
+# ssdlib — every target creates .venv and installs the pinned environment when missing.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LOCK := requirements/lock.txt
+NBVAL_SANITIZE := tests/nbval_sanitize.cfg
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: venv test chromium lint demo lab figures bench clean
+
+venv: $(STAMP)
+
+$(STAMP): $(LOCK) pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (ssdlib needs Python 3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# One pytest run: unit tests, the browser test and every notebook under nbval, spread over
+# two workers (loadfile keeps a notebook's cells on one kernel).
+test: venv lint chromium
+	$(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-sanitize-with $(NBVAL_SANITIZE) tests notebooks
+
+lint: venv
+	$(VENV)/bin/ruff check ssdlib tests data_setup
+
+# Debian's chromium for the JupyterLab browser test (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+demo: venv
+	$(PY) -m ssdlib info --config shapes
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks
+
+figures: venv
+	$(PY) -m ssdlib figures --out figures
+
+bench: venv
+	$(PY) -m ssdlib bench
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from ssdlib.cli import main
+
+sys.exit(main())

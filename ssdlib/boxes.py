@@ -1,0 +1,69 @@
+"""Box formats and SSD's box coding with variances.
+
+``encode`` turns a matched ground-truth box g into the regression target of its prior d
+(Liu et al. 2016, eq. 2, with the "variances" of the Caffe implementation):
+
+    t_cx = (g_cx - d_cx) / d_w / v0     t_w = log(g_w / d_w) / v1
+    t_cy = (g_cy - d_cy) / d_h / v0     t_h = log(g_h / d_h) / v1
+
+with (v0, v1) = (0.1, 0.2). ``decode`` inverts it. Dividing by the variances scales the targets to
+roughly unit variance, which balances the localisation loss against the confidence loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import box_iou
+
+__all__ = ["box_iou", "cxcywh_to_xyxy", "decode", "encode", "xyxy_to_cxcywh"]
+
+
+def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4) cx, cy, w, h -> (..., 4) x1, y1, x2, y2."""
+    centre, size = boxes[..., :2], boxes[..., 2:]
+    return torch.cat([centre - size / 2, centre + size / 2], dim=-1)
+
+
+def xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4) x1, y1, x2, y2 -> (..., 4) cx, cy, w, h."""
+    lo, hi = boxes[..., :2], boxes[..., 2:]
+    return torch.cat([(lo + hi) / 2, hi - lo], dim=-1)
+
+
+def encode(
+    boxes_xyxy: torch.Tensor,
+    priors_cxcywh: torch.Tensor,
+    variances: tuple[float, float] = (0.1, 0.2),
+) -> torch.Tensor:
+    """Regression targets of boxes with respect to priors.
+
+    Args:
+        boxes_xyxy: (..., P, 4) matched boxes, xyxy, relative (positive widths and heights).
+        priors_cxcywh: (P, 4) default boxes, cx, cy, w, h, relative.
+    Returns:
+        deltas: (..., P, 4) t_cx, t_cy, t_w, t_h.
+    """
+    g = xyxy_to_cxcywh(boxes_xyxy)
+    d = priors_cxcywh
+    centre = (g[..., :2] - d[..., :2]) / d[..., 2:] / variances[0]
+    size = torch.log(g[..., 2:] / d[..., 2:]) / variances[1]
+    return torch.cat([centre, size], dim=-1)
+
+
+def decode(
+    deltas: torch.Tensor,
+    priors_cxcywh: torch.Tensor,
+    variances: tuple[float, float] = (0.1, 0.2),
+) -> torch.Tensor:
+    """Boxes from regression outputs; the inverse of :func:`encode`.
+
+    Args:
+        deltas: (..., P, 4) predicted t_cx, t_cy, t_w, t_h (any leading batch dims).
+        priors_cxcywh: (P, 4) default boxes, cx, cy, w, h, relative.
+    Returns:
+        boxes: (..., P, 4) xyxy, relative.
+    """
+    d = priors_cxcywh
+    centre = deltas[..., :2] * variances[0] * d[..., 2:] + d[..., :2]
+    size = torch.exp(deltas[..., 2:] * variances[1]) * d[..., 2:]
+    return torch.cat([centre - size / 2, centre + size / 2], dim=-1)

@@ -1,0 +1,37 @@
+"""``python -m ssdlib`` / ``ssdlib``: a table of sub-commands, each living beside its code.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``, so a command's
+options are documented where they are used and the dispatcher stays a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("ssdlib.model.summary", "build a model from a config and print priors/parameters"),
+    "data": ("ssdlib.data.cli", "generate Shapes, download VOC/COCO, validate a dataset folder"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssdlib", description="SSD object detection toolkit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

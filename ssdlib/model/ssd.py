@@ -1,0 +1,57 @@
+"""The SSD detector: backbone feature maps -> multibox heads -> (class logits, box offsets)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssdlib.model.heads import SSDHead
+from ssdlib.postprocess import Detections, detect
+
+
+class SSD(nn.Module):
+    """Single Shot MultiBox Detector.
+
+    ``forward(images (B, 3, S, S) normalised) -> (cls_logits (B, P, K), box_deltas (B, P, 4))``,
+    P = number of priors, K = classes + background. ``predict`` adds post-processing.
+
+    Args:
+        backbone: returns a list of feature maps, one per prior feature map.
+        head: :class:`SSDHead` over those maps.
+        priors: (P, 4) cx, cy, w, h relative — stored as a buffer so it follows ``.to(device)``.
+        variances: box coding variances.
+        postprocess: keyword defaults of :func:`ssdlib.postprocess.detect`.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: SSDHead,
+        priors: torch.Tensor,
+        variances: tuple[float, float] = (0.1, 0.2),
+        postprocess: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        # Not persistent: priors are derived from the config, so checkpoints stay small and a
+        # config change is never silently overridden by stale priors from a file.
+        self.register_buffer("priors", priors, persistent=False)
+        self.variances = tuple(variances)
+        self.postprocess = dict(postprocess or {})
+
+    @property
+    def num_classes(self) -> int:
+        """Object classes, background excluded."""
+        return self.head.num_logits - 1
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.backbone(images))
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor, **overrides) -> list[Detections]:
+        """Detections per image (boxes xyxy relative to the input); ``overrides`` replace the
+        model's post-processing defaults (``score_threshold=0.5`` ...)."""
+        cls_logits, box_deltas = self(images)
+        kwargs = {**self.postprocess, **overrides}
+        return detect(cls_logits, box_deltas, self.priors, variances=self.variances, **kwargs)

@@ -1,0 +1,148 @@
+import torch
+
+from reference_impl import ref_loss, ref_match
+from ssdlib.boxes import cxcywh_to_xyxy, encode
+from ssdlib.config import load_config
+from ssdlib.loss import MultiBoxLoss, hard_negative_mining
+from ssdlib.matching import match, match_batch
+from ssdlib.priors import generate_priors
+
+PRIORS = generate_priors(load_config("ssd300_voc").priors)
+
+
+def random_gts(g, n):
+    lo = torch.rand(n, 2, generator=g) * 0.8
+    boxes = torch.cat([lo, (lo + 0.02 + torch.rand(n, 2, generator=g) * 0.5).clamp(max=1)], 1)
+    labels = torch.randint(1, 21, (n,), generator=g)
+    return boxes, labels
+
+
+def test_match_equals_reference_loop_many_images():
+    g = torch.Generator().manual_seed(0)
+    for n in [1, 2, 5, 20]:
+        for _ in range(5):
+            boxes, labels = random_gts(g, n)
+            for thr in (0.5, 0.3):
+                ours = match(boxes, labels, PRIORS, thr)
+                ref = ref_match(boxes, labels, PRIORS, thr)
+                assert torch.equal(ours[0], ref[0]) and torch.equal(ours[1], ref[1])
+
+
+def test_every_ground_truth_gets_a_prior_even_tiny_ones():
+    boxes = torch.tensor([[0.10, 0.10, 0.11, 0.11], [0.5, 0.5, 0.9, 0.95], [0.3, 0.6, 0.32, 0.7]])
+    labels = torch.tensor([3, 7, 9])
+    matched_labels, matched_boxes = match(boxes, labels, PRIORS)
+    for k in range(3):
+        hits = (matched_labels == labels[k]) & (matched_boxes == boxes[k]).all(1)
+        assert hits.any(), f"ground truth {k} has no prior"
+
+
+def test_threshold_and_background():
+    boxes = torch.tensor([[0.2, 0.2, 0.6, 0.7]])
+    labels = torch.tensor([4])
+    matched_labels, matched_boxes = match(boxes, labels, PRIORS, 0.5)
+    from torchvision.ops import box_iou
+
+    ious = box_iou(boxes, cxcywh_to_xyxy(PRIORS))[0]
+    positives = matched_labels > 0
+    assert torch.equal(positives, (ious >= 0.5) | (torch.arange(len(ious)) == ious.argmax()))
+    assert (matched_labels[positives] == 4).all()
+    assert (matched_boxes == boxes[0]).all()  # a single ground truth: every prior holds it
+
+
+def test_later_ground_truth_wins_shared_prior():
+    box = torch.tensor([[0.40, 0.40, 0.60, 0.60]])
+    boxes = box.repeat(2, 1)
+    matched_labels, _ = match(boxes, torch.tensor([1, 2]), PRIORS)
+    from torchvision.ops import box_iou
+
+    best = box_iou(box, cxcywh_to_xyxy(PRIORS))[0].argmax()
+    # The shared best prior goes to the later ground truth; other priors break the IoU tie
+    # towards the first one, as torch.max does in the reference code.
+    assert matched_labels[best] == 2
+    others = (matched_labels > 0) & (torch.arange(PRIORS.shape[0]) != best)
+    assert others.any() and (matched_labels[others] == 1).all()
+
+
+def test_no_ground_truth_gives_background():
+    labels, boxes = match(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), PRIORS)
+    assert (labels == 0).all() and boxes.shape == (PRIORS.shape[0], 4)
+
+
+def test_match_batch_equals_per_image():
+    g = torch.Generator().manual_seed(3)
+    gts = [random_gts(g, n) for n in (3, 0, 1, 17, 6)]
+    labels, boxes = match_batch([b for b, _ in gts], [lab for _, lab in gts], PRIORS)
+    for i, (b, lab) in enumerate(gts):
+        l1, b1 = match(b, lab, PRIORS)
+        assert torch.equal(labels[i], l1) and torch.equal(boxes[i], b1)
+
+
+def make_batch(seed, b=4, k=21):
+    g = torch.Generator().manual_seed(seed)
+    gts = [random_gts(g, n) for n in (2, 5, 0, 9)[:b]]
+    labels, boxes = match_batch([x for x, _ in gts], [y for _, y in gts], PRIORS)
+    targets = encode(boxes, PRIORS)
+    targets[labels == 0] = 0  # background targets are never used
+    logits = torch.randn(b, PRIORS.shape[0], k, generator=g)
+    deltas = torch.randn(b, PRIORS.shape[0], 4, generator=g)
+    return logits, deltas, labels, targets
+
+
+def test_loss_equals_reference():
+    for seed in range(4):
+        logits, deltas, labels, targets = make_batch(seed)
+        ours = MultiBoxLoss(3)(logits, deltas, labels, targets)
+        ref = ref_loss(logits, deltas, labels, targets, 3)
+        torch.testing.assert_close(ours[0], ref[0])
+        torch.testing.assert_close(ours[1], ref[1])
+
+
+def test_loss_tiny_hand_computed_case():
+    # One image, 5 priors, 2 classes + background. Prior 0 is positive (label 1).
+    logits = torch.zeros(1, 5, 3)
+    logits[0, 1, 0] = -2.0  # a hard negative: low background score
+    logits[0, 2, 0] = -1.0  # the next hardest
+    labels = torch.tensor([[1, 0, 0, 0, 0]])
+    deltas = torch.zeros(1, 5, 4)
+    deltas[0, 0] = torch.tensor([0.5, -2.0, 0.0, 0.0])
+    targets = torch.zeros(1, 5, 4)
+    loc, cls = MultiBoxLoss(neg_pos_ratio=2)(logits, deltas, labels, targets)
+    # smooth L1: 0.5 * 0.5^2 + (2 - 0.5) = 1.625; N = 1
+    assert torch.isclose(loc, torch.tensor(1.625))
+    lse = lambda b: torch.log(torch.exp(torch.tensor(b)) + 2)  # noqa: E731
+    expected = torch.log(torch.tensor(3.0)) + (lse(-2.0) + 2.0) + (lse(-1.0) + 1.0)
+    assert torch.isclose(cls, expected)
+
+
+def test_zero_positive_batch_gives_zero_not_nan():
+    logits = torch.randn(2, PRIORS.shape[0], 21, requires_grad=True)
+    deltas = torch.randn(2, PRIORS.shape[0], 4, requires_grad=True)
+    labels = torch.zeros(2, PRIORS.shape[0], dtype=torch.int64)
+    loc, cls = MultiBoxLoss()(logits, deltas, labels, torch.zeros(2, PRIORS.shape[0], 4))
+    assert loc.item() == 0 and cls.item() == 0
+    (loc + cls).backward()
+    assert torch.isfinite(logits.grad).all() and torch.isfinite(deltas.grad).all()
+
+
+def test_hard_negative_mining_counts():
+    g = torch.Generator().manual_seed(5)
+    loss = torch.rand(3, 50, generator=g)
+    labels = torch.zeros(3, 50, dtype=torch.int64)
+    labels[0, :2] = 1
+    labels[1, :20] = 4  # more negatives asked for than exist: all negatives used
+    mask = hard_negative_mining(loss, labels, 3)
+    assert mask[0].sum() == 2 + 6 and mask[1].sum() == 50 and mask[2].sum() == 0
+    negatives = mask[0] & (labels[0] == 0)
+    assert loss[0][negatives].min() >= loss[0][(labels[0] == 0) & ~mask[0]].max()
+
+
+def test_loss_gradients_flow():
+    logits, deltas, labels, targets = make_batch(7)
+    logits.requires_grad_(True)
+    deltas.requires_grad_(True)
+    loc, cls = MultiBoxLoss()(logits, deltas, labels, targets)
+    (loc + cls).backward()
+    used = labels > 0
+    assert deltas.grad[used].abs().sum() > 0 and deltas.grad[~used].abs().sum() == 0
+    assert logits.grad.abs().sum() > 0
