@@ -1,6 +1,5 @@
 """Tests of ssdlib.metrics.voc / curves: hand-computed cases and a loop reference of voc_eval."""
 
-import time
 
 import numpy as np
 import pytest
@@ -341,16 +340,6 @@ def test_format_table_and_per_class_ap():
     assert lines[-1].split() == ["mAP", "0.5000"]
     assert voc.per_class_ap(out, {1: "cat", 2: "dog"}) == {"cat": 1.0, "dog": 0.0}
     assert voc.per_class_ap(out) == {"1": 1.0, "2": 0.0}
-
-
-@pytest.mark.slow
-def test_speed_5000_images_20_classes():
-    gts, dets = voc._synthetic(5000, 20, 100, 3)
-    tic = time.perf_counter()
-    out = voc.evaluate(gts, dets)
-    elapsed = time.perf_counter() - tic
-    assert 0.0 < out["map"] < 1.0
-    assert elapsed < 2.0, f"{elapsed:.2f} s"
 
 
 def test_pr_curve_points_and_plot():
