@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("ssdlib.model.summary", "build a model from a config and print priors/parameters"),
     "data": ("ssdlib.data.cli", "generate Shapes, download VOC/COCO, validate a dataset folder"),
+    "figures": ("ssdlib.viz.figures", "regenerate every figure of the README and notebooks"),
 }
 
 
