@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import stat
 import tarfile
@@ -140,6 +141,8 @@ def download_file(
                     )
     except urllib.error.HTTPError as e:
         raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
+    except http.client.HTTPException as e:  # e.g. IncompleteRead: the bytes so far are kept
+        raise DownloadError(f"{url}: transfer interrupted ({e!r}); run again to resume") from e
     except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
         reason = getattr(e, "reason", e)
         raise DownloadError(
@@ -162,7 +165,7 @@ def _inside(base: Path, target: Path) -> bool:
     return os.path.commonpath([base, target]) == str(base)
 
 
-def _check_member(base: Path, name: str, link: str | None, archive: Path) -> str | None:
+def _check_member(base: Path, name: str, link: str | None) -> str | None:
     """Problem with one member (``None`` if safe). ``link``: symlink target, if a symlink."""
     if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or ":" in name[:2]:
         return f"{name!r}: absolute path"
@@ -177,27 +180,27 @@ def _check_member(base: Path, name: str, link: str | None, archive: Path) -> str
     return None
 
 
-def _tar_problems(tf: tarfile.TarFile, base: Path, archive: Path) -> list[str]:
+def _tar_problems(tf: tarfile.TarFile, base: Path) -> list[str]:
     problems = []
     for m in tf.getmembers():
         if m.isdev():
             problems.append(f"{m.name!r}: device file")
             continue
         link = m.linkname if m.issym() else None
-        problem = _check_member(base, m.name, link, archive)
+        problem = _check_member(base, m.name, link)
         if problem is None and m.islnk():  # hard links name a path relative to the archive root
-            problem = _check_member(base, m.linkname, None, archive)
+            problem = _check_member(base, m.linkname, None)
         if problem:
             problems.append(problem)
     return problems
 
 
-def _zip_problems(zf: zipfile.ZipFile, base: Path, archive: Path) -> list[str]:
+def _zip_problems(zf: zipfile.ZipFile, base: Path) -> list[str]:
     problems = []
     for info in zf.infolist():
         is_link = stat.S_ISLNK(info.external_attr >> 16)
         link = zf.read(info).decode("utf-8", "replace") if is_link else None
-        problem = _check_member(base, info.filename, link, archive)
+        problem = _check_member(base, info.filename, link)
         if problem:
             problems.append(problem)
     return problems
@@ -213,12 +216,12 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
     base = dest.resolve()
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            problems = _zip_problems(zf, base, archive)
+            problems = _zip_problems(zf, base)
             if not problems:
                 zf.extractall(base)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
-            problems = _tar_problems(tf, base, archive)
+            problems = _tar_problems(tf, base)
             if not problems:
                 tf.extractall(base, filter="data")
     else:
