@@ -1,0 +1,33 @@
+"""Download and unpack COCO 2017 train/val images + annotations (~19 GB of archives) into DATA_ROOT/coco.
+
+Usage: ``python data_setup/get_coco.py [--root DIR] [--delete-archives]``. DATA_ROOT is ``--root``,
+else ``$SSDLIB_DATA``, else ``data/``. Interrupted downloads resume where they stopped; run
+it again. Same as ``python -m ssdlib data coco``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import _path  # noqa: F401  (repository root on sys.path)
+
+from ssdlib.data.download import DownloadError, get_coco
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--root", default=None, help="data root (default $SSDLIB_DATA or data/)")
+    parser.add_argument("--delete-archives", action="store_true")
+    args = parser.parse_args()
+    try:
+        where = get_coco(args.root, keep_archive=not args.delete_archives)
+    except DownloadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"ready: {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
