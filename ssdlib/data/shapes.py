@@ -16,8 +16,9 @@ the image, hidden parts included), continuous xyxy: ``x2 = last column + 1``. Oc
 an object with less than 15 % of its pixels visible is dropped (it cannot be recognised);
 one with less than 50 % visible, or with a box side under 8 px, is marked ``difficult``.
 
-Speed (``python data_setup/bench_shapes.py``, one core, 256 px): about 900 images/s
-rendering, about 600 images/s through ``ShapesDataset.__getitem__`` (tensor conversion included).
+Speed (``python data_setup/bench_shapes.py``, one core, 256 px, CPU time): about 350 images/s
+for ``render_shapes`` and 320 images/s through ``ShapesDataset.__getitem__`` (tensor conversion
+included); wall-clock rates match on an idle core (321 / 315 measured at load average < 1).
 """
 
 from __future__ import annotations
