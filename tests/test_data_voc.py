@@ -82,6 +82,7 @@ def test_annotation_without_objects_gives_empty_target(tmp_path):
     [
         (_xml([("unicorn", (1, 1, 5, 5), False)]), r"b\.xml: unknown class 'unicorn'"),
         (_xml([], raw="<annotation><object>"), r"b\.xml: malformed XML"),
+        (_xml([], size=("nan", 30)), r"b\.xml: invalid <size> nanx30"),
         (_xml([], raw="<annotation><object><name>dog</name></object></annotation>"),
          r"b\.xml: object #0 \(dog\) has no <bndbox>"),
         (_xml([], raw="<annotation><object><name>dog</name><bndbox><xmin>1</xmin></bndbox>"

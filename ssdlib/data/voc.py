@@ -16,6 +16,7 @@ training transform passes it through (the loss then sees only background).
 
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -77,8 +78,10 @@ def parse_voc_xml(path: str | os.PathLike) -> VOCAnnotation:
     size = root.find("size")
     width = height = None
     if size is not None:
-        width = int(_number(size, "width", path, "<size>"))
-        height = int(_number(size, "height", path, "<size>"))
+        w, h = _number(size, "width", path, "<size>"), _number(size, "height", path, "<size>")
+        if not (w > 0 and h > 0 and math.isfinite(w) and math.isfinite(h)):
+            raise DatasetError(f"{path}: invalid <size> {w}x{h}")
+        width, height = int(w), int(h)
     ann = VOCAnnotation(path=path, width=width, height=height)
     for k, obj in enumerate(root.iter("object")):
         what = f"object #{k}"
