@@ -54,16 +54,22 @@ def decode(
     deltas: torch.Tensor,
     priors_cxcywh: torch.Tensor,
     variances: tuple[float, float] = (0.1, 0.2),
+    max_log_scale: float | None = None,
 ) -> torch.Tensor:
     """Boxes from regression outputs; the inverse of :func:`encode`.
 
     Args:
         deltas: (..., P, 4) predicted t_cx, t_cy, t_w, t_h (any leading batch dims).
         priors_cxcywh: (P, 4) default boxes, cx, cy, w, h, relative.
+        max_log_scale: clamp t_w * v1 and t_h * v1 from above before ``exp`` (torchvision's
+            BoxCoder uses log(1000 / 16)); None, as in the reference implementations, does not.
     Returns:
         boxes: (..., P, 4) xyxy, relative.
     """
     d = priors_cxcywh
     centre = deltas[..., :2] * variances[0] * d[..., 2:] + d[..., :2]
-    size = torch.exp(deltas[..., 2:] * variances[1]) * d[..., 2:]
+    log_scale = deltas[..., 2:] * variances[1]
+    if max_log_scale is not None:
+        log_scale = log_scale.clamp(max=max_log_scale)
+    size = torch.exp(log_scale) * d[..., 2:]
     return torch.cat([centre - size / 2, centre + size / 2], dim=-1)

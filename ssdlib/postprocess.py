@@ -49,6 +49,7 @@ def detect(
     top_k_candidates: int | None = None,
     clip: bool = False,
     variances: tuple[float, float] = (0.1, 0.2),
+    max_log_scale: float | None = None,
 ) -> list[Detections]:
     """Detections for a batch.
 
@@ -57,11 +58,12 @@ def detect(
         box_deltas: (B, P, 4) predicted offsets.
         priors_cxcywh: (P, 4) default boxes.
         clip: clamp boxes to [0, 1] (the reference implementations do not; torchvision does).
+        max_log_scale: see :func:`ssdlib.boxes.decode` (torchvision: log(1000 / 16)).
     Returns:
         one :class:`Detections` per image.
     """
     scores = torch.softmax(cls_logits.float(), dim=-1)
-    boxes = decode(box_deltas.float(), priors_cxcywh.float(), variances)
+    boxes = decode(box_deltas.float(), priors_cxcywh.float(), variances, max_log_scale)
     if clip:
         boxes = boxes.clamp(0.0, 1.0)
     return [
