@@ -33,8 +33,9 @@ lint: venv
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+# Shapes -> train the light model -> VOC07 mAP + COCO AP -> pictures in outputs/demo/.
 demo: venv
-	$(PY) -m ssdlib info --config shapes
+	$(PY) -m ssdlib.engine.demo_shapes --out outputs/demo
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks

@@ -14,6 +14,9 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("ssdlib.model.summary", "build a model from a config and print priors/parameters"),
     "data": ("ssdlib.data.cli", "generate Shapes, download VOC/COCO, validate a dataset folder"),
+    "train": ("ssdlib.engine.cli_train", "train a detector (resumes from --output's checkpoints)"),
+    "eval": ("ssdlib.engine.cli_eval", "evaluate a checkpoint: VOC/COCO metrics table + JSON"),
+    "demo": ("ssdlib.engine.cli_demo", "draw detections of a checkpoint or pretrained model"),
     "figures": ("ssdlib.viz.figures", "regenerate every figure of the README and notebooks"),
 }
 

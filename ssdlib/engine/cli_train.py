@@ -1,0 +1,51 @@
+"""``python -m ssdlib train --config NAME|PATH [key=value ...] [--output DIR] [--resume [CKPT]]``
+
+Resuming: by default a run continues from the newest complete checkpoint found in ``--output``
+(so re-running the same command after a crash picks up where it stopped); ``--resume`` makes
+that mandatory, ``--resume CKPT`` starts from a given file, ``--no-resume`` starts afresh.
+Multi-GPU: ``torchrun --nproc_per_node=N -m ssdlib train ...`` (``train.batch_size`` is per GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ssdlib.engine.errors import USER_ERRORS, report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="shapes", help="built-in name or YAML path (default shapes)")
+    parser.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.lr=0.01")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="output folder (default outputs/<config name>)")  # fmt: skip
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", nargs="?", const=True, default="auto", metavar="CKPT",
+                       help="require resuming (from CKPT, or the newest checkpoint in --output)")
+    group.add_argument("--no-resume", dest="resume", action="store_const", const=False,
+                       help="start afresh even if --output holds checkpoints")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def default_output(config: str) -> Path:
+    return Path("outputs") / Path(config).stem
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ssdlib.config import load_config
+    from ssdlib.engine.trainer import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        out = args.output or default_output(args.config)
+        result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    except USER_ERRORS as e:
+        return report(e)
+    print(f"trained to iteration {result.iteration}; checkpoint {result.checkpoint}", file=sys.stderr)
+    return 0

@@ -1,0 +1,139 @@
+"""Datasets from a config: where the files are, which loader, which transform.
+
+Data root: ``data.root`` if set, else ``$SSDLIB_DATA``, else ``data/``. Expected layouts::
+
+    voc:    ROOT/VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main}  (+ VOC2012)
+    coco:   ROOT/coco/{train2017,val2017}/*.jpg, ROOT/coco/annotations/instances_*.json
+    shapes: ROOT/shapes/  (generated on demand by ``ensure_shapes``; training renders on the fly)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import ConcatDataset, Dataset
+
+from ssdlib.config import Config, ConfigError
+from ssdlib.data import (
+    SHAPES_COCO_CAT_IDS,
+    COCODataset,
+    DatasetError,
+    ShapesDataset,
+    VOCDataset,
+    build_test_transform,
+    build_train_transform,
+    ensure_shapes,
+)
+from ssdlib.data.download import data_root
+
+__all__ = ["TestData", "build_test_data", "build_train_dataset", "check_class_names", "resolve_root"]
+
+SHAPES_SEED = 0  # the dataset's identity (as written by ``ssdlib data shapes``), not the run's
+
+
+@dataclass
+class TestData:
+    """An evaluation dataset and what the COCO metric needs to read its ground truth.
+
+    ``coco_image_ids`` maps a target's ``image_id`` to the json's image id; ``label_to_cat_id``
+    maps a model label (1..C) to the json's category id.
+    """
+
+    dataset: Dataset
+    class_names: tuple[str, ...]
+    gt_json: Path | None = None
+    coco_image_ids: dict | None = None
+    label_to_cat_id: dict[int, int] | None = None
+
+
+def resolve_root(cfg: Config) -> Path:
+    return data_root(cfg.data.root or None)
+
+
+def _voc_dir(root: Path, year: str) -> Path:
+    devkit = root / "VOCdevkit"
+    voc = devkit / f"VOC{year}"
+    if not (voc / "JPEGImages").is_dir():
+        raise DatasetError(
+            f"VOC data not found: expected {voc}/JPEGImages, Annotations and ImageSets/Main "
+            f"(data root {root}; set data.root or $SSDLIB_DATA, or run 'python -m ssdlib data voc')"
+        )
+    return devkit
+
+
+def _coco_paths(root: Path, split: str) -> tuple[Path, Path]:
+    images, ann = root / "coco" / split, root / "coco" / "annotations" / f"instances_{split}.json"
+    if not images.is_dir() or not ann.is_file():
+        raise DatasetError(
+            f"COCO data not found: expected {images}/*.jpg and {ann} (data root {root}; set "
+            "data.root or $SSDLIB_DATA, or run 'python -m ssdlib data coco')"
+        )
+    return images, ann
+
+
+def _voc_split(split: str) -> tuple[str, str]:
+    year, sep, name = split.partition("/")
+    if not sep:
+        raise ConfigError(f"VOC split {split!r}: expected 'YEAR/SET', e.g. '2007/trainval'")
+    return year, name
+
+
+def check_class_names(cfg: Config, names: tuple[str, ...], what: str) -> None:
+    """Raise before any work when the dataset's classes disagree with the model's."""
+    if len(names) != cfg.model.num_classes:
+        raise ConfigError(
+            f"{what} has {len(names)} classes {list(names)[:6]}... but model.num_classes is "
+            f"{cfg.model.num_classes}; set model.num_classes and data.class_names to match"
+        )
+    if cfg.data.class_names and tuple(cfg.data.class_names) != tuple(names):
+        raise ConfigError(
+            f"{what} classes {list(names)} differ from data.class_names {cfg.data.class_names} "
+            "(same count, different names or order: labels would be mixed up)"
+        )
+
+
+def build_train_dataset(cfg: Config) -> Dataset:
+    """The training set of ``cfg`` with SSD augmentation; boxes relative after the transform."""
+    d, root = cfg.data, resolve_root(cfg)
+    tf = build_train_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std)
+    if d.dataset == "shapes":
+        # Rendered on the fly: the same pixels write_shapes saves, without JPEG loss or disk.
+        ds = ShapesDataset("train", d.num_train, d.source_size, SHAPES_SEED, tf, d.keep_difficult)
+        names = ds.class_names
+    elif d.dataset == "voc":
+        parts = []
+        for split in d.train_splits:
+            year, name = _voc_split(split)
+            parts.append(VOCDataset(_voc_dir(root, year), name, year, d.keep_difficult, tf,
+                                    d.class_names))  # fmt: skip
+        ds, names = (parts[0] if len(parts) == 1 else ConcatDataset(parts)), parts[0].class_names
+    else:
+        parts = [COCODataset(*_coco_paths(root, s), transform=tf) for s in d.train_splits]
+        ds, names = (parts[0] if len(parts) == 1 else ConcatDataset(parts)), parts[0].class_names
+    check_class_names(cfg, tuple(names), f"training set ({d.dataset})")
+    return ds
+
+
+def build_test_data(cfg: Config, progress: bool = True) -> TestData:
+    """The evaluation set (difficult objects kept and flagged) plus its COCO ground truth."""
+    d, root = cfg.data, resolve_root(cfg)
+    tf = build_test_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std)
+    if d.dataset == "shapes":
+        folder = ensure_shapes(root / "shapes", d.num_train, d.num_test, d.source_size,
+                               SHAPES_SEED, progress)  # fmt: skip
+        ds = VOCDataset(folder, d.test_split, "shapes", True, tf, ShapesDataset.class_names)
+        gt_json = folder / "annotations" / f"instances_{d.test_split}.json"
+        ids = {f"{d.test_split}_{i:06d}": i + 1 for i in range(len(ds))}  # as write_shapes
+        cats = {k + 1: c for k, c in enumerate(SHAPES_COCO_CAT_IDS)}
+        data = TestData(ds, ds.class_names, gt_json, ids, cats)
+    elif d.dataset == "voc":
+        year, name = _voc_split(d.test_split)
+        ds = VOCDataset(_voc_dir(root, year), name, year, True, tf, d.class_names)
+        data = TestData(ds, ds.class_names)
+    else:
+        images, ann = _coco_paths(root, d.test_split)
+        ds = COCODataset(images, ann, tf, remove_images_without_annotations=False)
+        data = TestData(ds, ds.class_names, ann, None, dict(ds.label_to_cat_id))
+    check_class_names(cfg, tuple(data.class_names), f"test set ({d.dataset})")
+    return data

@@ -1,0 +1,91 @@
+"""Pictures: detections drawn on images, and the training loss curves of a run."""
+
+from __future__ import annotations
+
+import colorsys
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["class_colour", "draw_detections", "plot_losses"]
+
+
+def class_colour(label: int) -> tuple[int, int, int]:
+    """A distinct, stable colour per label (golden-ratio hue steps)."""
+    h = (label * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def draw_detections(
+    image: torch.Tensor | np.ndarray | Image.Image,
+    boxes: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    scores: torch.Tensor | np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    width: int = 2,
+) -> Image.Image:
+    """Boxes with ``name score`` captions on a copy of ``image``.
+
+    Args:
+        image: (3, H, W) uint8 tensor, (H, W, 3) uint8 array or a PIL image.
+        boxes: (N, 4) xyxy in pixels of ``image``; labels: (N,) in 1..C; scores: (N,) or None.
+        class_names: names of labels 1..C (``class_names[label - 1]``).
+    """
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().permute(1, 2, 0).numpy()
+    pil = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    pil = pil.copy()
+    draw = ImageDraw.Draw(pil)
+    font = ImageFont.load_default()
+    boxes = np.asarray(torch.as_tensor(boxes).detach().cpu(), dtype=np.float64).reshape(-1, 4)
+    labels = np.asarray(torch.as_tensor(labels).detach().cpu()).reshape(-1)
+    score_list = None if scores is None else np.asarray(torch.as_tensor(scores).cpu()).reshape(-1)
+    for k, (box, label) in enumerate(zip(boxes.tolist(), labels.tolist())):
+        colour = class_colour(int(label))
+        draw.rectangle(box, outline=colour, width=width)
+        name = class_names[label - 1] if class_names and 1 <= label <= len(class_names) else str(label)
+        text = name if score_list is None else f"{name} {score_list[k]:.2f}"
+        left, top, right, bottom = draw.textbbox((box[0], box[1]), text, font=font)
+        y = box[1] - (bottom - top) - 2 if box[1] - (bottom - top) - 2 >= 0 else box[1]
+        draw.rectangle((box[0], y, box[0] + right - left + 2, y + bottom - top + 2), fill=colour)
+        draw.text((box[0] + 1, y), text, fill=(0, 0, 0), font=font)
+    return pil
+
+
+def plot_losses(log_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Any:
+    """Loss curves (total, localisation, confidence) and the LR of a training run.
+
+    Args:
+        log_path: a ``metrics.jsonl`` file or the output folder holding it.
+        out_path: where to save a PNG (optional).
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from ssdlib.engine.logging import read_metrics
+
+    rows = [r for r in read_metrics(log_path) if "loss" in r]
+    if not rows:
+        raise ValueError(f"{log_path}: no training metrics to plot")
+    it = [r["iteration"] for r in rows]
+    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 5), sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1]})  # fmt: skip
+    for key, name in (("loss", "total"), ("loc_loss", "localisation"), ("cls_loss", "confidence")):
+        ax.plot(it, [r[key] for r in rows], label=name)
+    ax.set(ylabel="loss", yscale="log", title=f"training loss ({Path(log_path).name})")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax_lr.plot(it, [r["lr"] for r in rows], color="tab:gray")
+    ax_lr.set(xlabel="iteration", ylabel="lr")
+    ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    if out_path is not None:
+        fig.savefig(out_path, dpi=100)
+    return fig
