@@ -26,7 +26,9 @@ def build_backbone(cfg: Config) -> torch.nn.Module:
         if cfg.model.backbone_weights != "none":
             from ssdlib.model.weights import load_pretrained_backbone
 
-            load_pretrained_backbone(backbone, cfg.model.backbone_weights)
+            load_pretrained_backbone(
+                backbone, cfg.model.backbone_weights, cfg.input.pixel_mean, cfg.input.pixel_std
+            )
         return backbone
     if name == "ssd_light":
         if cfg.model.backbone_weights != "none":
