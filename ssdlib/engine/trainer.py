@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,7 +277,9 @@ def train(
             lr = optimizer.param_groups[0]["lr"]
             res = train_step(net, optimizer, scaler, images, boxes, labels, model.priors,
                              variances, t.iou_threshold, loss_fn, amp_dtype, info)  # fmt: skip
-            scheduler.step()  # the LR is a function of the iteration, skipped or not
+            with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()" after a
+                warnings.simplefilter("ignore", UserWarning)  # skipped step: intended here
+                scheduler.step()  # the LR is a function of the iteration, skipped or not
             losses.append(math.nan if res.skipped else res.loss)
             if res.skipped:
                 counts = res.skipped == "loss" or not scaler.is_enabled()
