@@ -32,9 +32,11 @@ def test_commands_are_registered_beside_the_others():
 
 def test_train_eval_demo(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--config", "shapes", *TINY, "--output", str(run), "--no-progress"]) == 0
+    args = ["train", "--config", "shapes", *TINY, "train.eval_period=3", "--output", str(run)]
+    assert main([*args, "--no-progress"]) == 0
     ckpt = run / "model_0000003.pth"
-    assert ckpt.is_file() and (run / "metrics.jsonl").is_file()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert ckpt.is_file() and [r["iteration"] for r in rows if "mAP" in r] == [3]
 
     out = tmp_path / "eval.json"
     code = main(["eval", "--config", "shapes", *TINY, "--ckpt", str(ckpt), "--metric", "both",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import random
 import re
 from pathlib import Path
@@ -34,12 +35,15 @@ __all__ = [
     "get_rng_state",
     "latest_checkpoint",
     "load_checkpoint",
+    "remove_stale_temps",
     "save_checkpoint",
     "set_rng_state",
 ]
 
 POINTER = "last_checkpoint"
 _NAME = re.compile(r"^model_(\d+)\.pth$")
+# atomic_write's temporary files: ".<name>.tmp<pid>".
+_TEMP = re.compile(r"^\.(.+)\.tmp(\d+)$")
 
 
 def checkpoint_path(out_dir: str | os.PathLike, iteration: int) -> Path:
@@ -59,6 +63,21 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed process left in ``folder`` (half-written
+    ``.model_*.pth.tmp<pid>`` and the like: never taken for checkpoints, but litter). Only
+    files of other processes are touched; call it before this process writes there."""
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = _TEMP.match(p.name)
+            if m and int(m.group(2)) != os.getpid() and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -111,11 +130,23 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``; the error names the file if it is unreadable."""
+    """``torch.load`` with ``weights_only=True``; the error names the file if it is unreadable
+    (RuntimeError) or holds pickled code (:class:`~ssdlib.model.checkpoint_io.UnsafeCheckpointError`,
+    a ValueError, so the CLI reports it in one line)."""
+    from ssdlib.model.checkpoint_io import UnsafeCheckpointError
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" not in str(e):  # junk bytes, not a refused callable
+            raise RuntimeError(f"{path}: not a readable ssdlib checkpoint ({e})") from e
+        # weights_only refused a global (a callable, a custom class): nothing was executed.
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: it contains pickled objects other than tensors and plain "
+            "containers, which could run code; only load checkpoints you trust"
+        ) from e
     except Exception as e:
         raise RuntimeError(f"{path}: not a readable ssdlib checkpoint ({e})") from e
 

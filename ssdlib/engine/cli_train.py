@@ -44,8 +44,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         out = args.output or default_output(args.config)
-        result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+        eval_fn = _periodic_eval(cfg) if cfg.train.eval_period > 0 else None
+        result = train(cfg, out, resume=args.resume, progress=not args.no_progress, eval_fn=eval_fn)
     except USER_ERRORS as e:
         return report(e)
     print(f"trained to iteration {result.iteration}; checkpoint {result.checkpoint}", file=sys.stderr)
     return 0
+
+
+def _periodic_eval(cfg):
+    """VOC mAP on the test split, for ``train.eval_period``."""
+    from ssdlib.engine.datasets import build_test_data
+    from ssdlib.engine.evaluator import evaluate
+
+    data = build_test_data(cfg, progress=False)
+
+    def eval_fn(model) -> dict[str, float]:
+        device = next(model.parameters()).device
+        result = evaluate(model, data.dataset, cfg.test.batch_size, device, ("voc",),
+                          use_07_metric=cfg.test.use_07_metric, progress=False)  # fmt: skip
+        return {"mAP": float(result.voc["map"])}
+
+    return eval_fn

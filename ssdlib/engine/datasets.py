@@ -9,6 +9,7 @@ Data root: ``data.root`` if set, else ``$SSDLIB_DATA``, else ``data/``. Expected
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,12 @@ from ssdlib.data import (
     ensure_shapes,
 )
 from ssdlib.data.download import data_root
+from ssdlib.data.validate import ValidationReport, validate_coco, validate_voc_folder
 
-__all__ = ["TestData", "build_test_data", "build_train_dataset", "check_class_names", "resolve_root"]
+__all__ = [
+    "TestData", "build_test_data", "build_train_dataset", "check_class_names", "check_train_data",
+    "resolve_root",
+]  # fmt: skip
 
 SHAPES_SEED = 0  # the dataset's identity (as written by ``ssdlib data shapes``), not the run's
 
@@ -93,9 +98,52 @@ def check_class_names(cfg: Config, names: tuple[str, ...], what: str) -> None:
         )
 
 
-def build_train_dataset(cfg: Config) -> Dataset:
-    """The training set of ``cfg`` with SSD augmentation; boxes relative after the transform."""
+def check_train_data(cfg: Config) -> ValidationReport | None:
+    """Validate the VOC/COCO training folders before any work: raise one :class:`DatasetError`
+    listing EVERY error (missing/empty image, malformed XML/json, missing field, unknown class,
+    ...). Images are not decoded here (fast); a truncated image is reported by the loader,
+    with the sample index and file. Warnings (boxes to be clipped or dropped) do not stop
+    training: they are summarised in the returned report. Shapes (generated) returns None."""
     d, root = cfg.data, resolve_root(cfg)
+    report = ValidationReport()
+    if d.dataset == "voc":
+        for split in d.train_splits:
+            year, name = _voc_split(split)
+            voc = _voc_dir(root, year) / f"VOC{year}"
+            part = validate_voc_folder(voc, d.class_names, [name], decode_images=False)
+            _merge(report, part)
+    elif d.dataset == "coco":
+        for split in d.train_splits:
+            _merge(report, validate_coco(*_coco_paths(root, split), decode_images=False))
+    else:
+        return None
+    if not report.ok:
+        lines = [f"  {p}" for p in report.errors]
+        raise DatasetError(
+            f"training data ({d.dataset}, root {root}) has {len(report.errors)} error(s); fix them "
+            "and run again ('python -m ssdlib data validate PATH' lists them too):\n"
+            + "\n".join(lines)
+        )
+    return report
+
+
+def _merge(into: ValidationReport, part: ValidationReport) -> None:
+    into.problems += part.problems
+    into.num_images += part.num_images
+    into.num_boxes += part.num_boxes
+
+
+def build_train_dataset(cfg: Config, validate: bool = True) -> Dataset:
+    """The training set of ``cfg`` with SSD augmentation; boxes relative after the transform.
+
+    ``validate``: check VOC/COCO folders first (:func:`check_train_data`)."""
+    d, root = cfg.data, resolve_root(cfg)
+    if validate:
+        report = check_train_data(cfg)
+        if report is not None and report.warnings:
+            print(f"training data: {len(report.warnings)} warning(s) (boxes clipped or dropped, "
+                  "images without objects); 'python -m ssdlib data validate' lists them",
+                  file=sys.stderr)  # fmt: skip
     tf = build_train_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std)
     if d.dataset == "shapes":
         # Rendered on the fly: the same pixels write_shapes saves, without JPEG loss or disk.

@@ -3,11 +3,14 @@ and TensorBoard event files when the ``tensorboard`` package is installed.
 
 On resume from iteration ``k`` the rows after ``k`` (written by the interrupted run after its
 last checkpoint) are dropped first, so the files describe one continuous run.
+Both files are rewritten atomically on resume; rows are appended one whole line at a time, and
+a torn last line (a crash mid-append) is ignored when the file is read back.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -27,7 +30,16 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         path = path / JSONL
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for k, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if k < len(lines) - 1:
+                raise ValueError(f"{path}: line {k + 1} is not JSON: {line[:80]!r}") from None
+            # A torn last line (the machine died mid-append): that row is lost, not the run.
+    return rows
 
 
 class MetricsLogger:
@@ -54,11 +66,13 @@ class MetricsLogger:
 
     def _rewrite_csv(self, rows: list[dict[str, Any]]) -> None:
         keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "iteration", k))
-        with open(self.out / CSV, "w", newline="") as f:
-            if keys:
-                writer = csv.DictWriter(f, fieldnames=keys)
-                writer.writeheader()
-                writer.writerows(rows)
+        text = io.StringIO(newline="")
+        if keys:
+            writer = csv.DictWriter(text, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        # Built in memory, then replaced atomically: a crash never leaves a truncated csv.
+        atomic_write(self.out / CSV, text.getvalue().encode())
         self._csv_keys = keys
 
     def log(self, row: dict[str, Any]) -> None:

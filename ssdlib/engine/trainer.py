@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +34,11 @@ from ssdlib.boxes import encode
 from ssdlib.config import Config, ConfigError, dump_config
 from ssdlib.data import collate
 from ssdlib.engine.checkpoint import (
+    atomic_write,
     get_rng_state,
     latest_checkpoint,
     load_checkpoint,
+    remove_stale_temps,
     save_checkpoint,
     set_rng_state,
 )
@@ -48,7 +51,8 @@ from ssdlib.loss import MultiBoxLoss
 from ssdlib.matching import match_batch
 from ssdlib.model import SSD, build_model
 
-__all__ = ["NonFiniteLossError", "StepResult", "TrainResult", "train", "train_step"]
+__all__ = ["NonFiniteLossError", "StepResult", "TrainResult", "prepare_targets", "train",
+           "train_step"]
 
 
 @dataclass
@@ -89,6 +93,28 @@ def resolve_amp(setting: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if setting == "bf16" else torch.float16
 
 
+def prepare_targets(
+    gt_boxes: list[torch.Tensor],
+    gt_labels: list[torch.Tensor],
+    priors: torch.Tensor,
+    variances: tuple[float, float],
+    iou_threshold: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matched labels ``(B, P)`` and encoded regression targets ``(B, P, 4)`` of a batch.
+
+    Degenerate ground truth (NaN/inf coordinates, zero or negative width/height) is dropped
+    first: the datasets already remove it, but a custom dataset or transform may not, and the
+    encoder's ``log(w / prior_w)`` would turn such a box into inf/NaN targets.
+    """
+    kept_boxes, kept_labels = [], []
+    for boxes, labels in zip(gt_boxes, gt_labels):
+        ok = torch.isfinite(boxes).all(dim=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        kept_boxes.append(boxes[ok])
+        kept_labels.append(labels[ok])
+    labels, matched = match_batch(kept_boxes, kept_labels, priors, iou_threshold)
+    return labels, encode(matched, priors, variances)
+
+
 def compute_loss(
     model: nn.Module,
     images: torch.Tensor,
@@ -109,8 +135,7 @@ def compute_loss(
     with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         cls_logits, box_deltas = model(images)
     with torch.no_grad():
-        labels, matched = match_batch(gt_boxes, gt_labels, priors, iou_threshold)
-        target = encode(matched, priors, variances)
+        labels, target = prepare_targets(gt_boxes, gt_labels, priors, variances, iou_threshold)
     return loss_fn(cls_logits, box_deltas, labels, target)
 
 
@@ -195,11 +220,14 @@ def train(
     resume: bool | str | Path = "auto",
     dataset: Dataset | None = None,
     progress: bool = True,
+    eval_fn: Callable[[SSD], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train ``cfg``'s model; checkpoints, ``config.yaml`` and metrics go to ``output_dir``.
 
     ``dataset`` replaces the config's training set (it must return transformed samples with
-    relative boxes, as ``build_train_transform`` does). Returns the trained (unwrapped) model.
+    relative boxes, as ``build_train_transform`` does). ``eval_fn(model) -> {name: value}`` runs
+    on rank 0 every ``train.eval_period`` iterations (0: never); its values are logged.
+    Returns the trained (unwrapped) model.
     """
     from ssdlib.engine.datasets import build_train_dataset, check_class_names
 
@@ -255,7 +283,8 @@ def train(
 
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, out / "config.yaml")
+        remove_stale_temps(out)  # half-written files of a killed run (never read, just litter)
+        atomic_write(out / "config.yaml", dump_config(cfg).encode())
         if ckpt_path:
             print(f"resuming from {ckpt_path} at iteration {start_iter}")
     logger = MetricsLogger(out, start_iter, enabled=info.is_main)
@@ -309,6 +338,11 @@ def train(
                                 cls=f"{row['cls_loss']:.3f}", lr=f"{lr:.2e}")  # fmt: skip
                 logger.log(row)
                 window = []
+            if eval_fn is not None and t.eval_period > 0 and iteration % t.eval_period == 0:
+                if info.is_main:
+                    logger.log({"iteration": iteration, **eval_fn(model)})
+                    net.train()
+                barrier(info)
             if iteration % t.checkpoint_period == 0 or iteration == t.max_iter:
                 if info.is_main:
                     state = {
