@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)  # fmt: skip
 
         tic = time.perf_counter()
-        ev = evaluate(result.model, data.dataset, cfg.test.batch_size, "cpu", ("voc", "coco"),
+        device = next(result.model.parameters()).device  # CUDA when training used it
+        ev = evaluate(result.model, data.dataset, cfg.test.batch_size, device, ("voc", "coco"),
                       data.class_names, cfg.test.use_07_metric, data.gt_json,
                       data.coco_image_ids, data.label_to_cat_id,
                       num_workers=min(cfg.data.num_workers, 1))  # fmt: skip
