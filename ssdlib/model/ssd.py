@@ -39,6 +39,8 @@ class SSD(nn.Module):
         self.register_buffer("priors", priors, persistent=False)
         self.variances = tuple(variances)
         self.postprocess = dict(postprocess or {})
+        # Layout ``predict`` gives its input; :func:`prepare_for_inference` sets channels_last.
+        self.input_memory_format = torch.preserve_format
 
     @property
     def num_classes(self) -> int:
@@ -52,6 +54,32 @@ class SSD(nn.Module):
     def predict(self, images: torch.Tensor, **overrides) -> list[Detections]:
         """Detections per image (boxes xyxy relative to the input); ``overrides`` replace the
         model's post-processing defaults (``score_threshold=0.5`` ...)."""
+        # Match the weights' dtype and layout (no-op for a float32 model in default layout);
+        # outputs are decoded in float32 whatever the network ran in.
+        weight = next(self.parameters())
+        images = images.to(dtype=weight.dtype, memory_format=self.input_memory_format)
         cls_logits, box_deltas = self(images)
         kwargs = {**self.postprocess, **overrides}
         return detect(cls_logits, box_deltas, self.priors, variances=self.variances, **kwargs)
+
+
+def prepare_for_inference(
+    model: SSD, channels_last: bool = True, dtype: torch.dtype | None = None
+) -> SSD:
+    """Put ``model`` (in place) into eval mode and a faster inference layout; returns it.
+
+    Args:
+        channels_last: NHWC weights and inputs. On CPU (oneDNN) and on tensor-core GPUs the
+            convolutions run without the NCHW<->blocked reorders around every layer.
+        dtype: e.g. ``torch.bfloat16``: backbone and head weights in that dtype (``predict``
+            casts its input to match). The priors stay float32 and post-processing runs in
+            float32, so only the network's own arithmetic loses precision.
+    """
+    model.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        model.input_memory_format = torch.channels_last
+    if dtype is not None:
+        model.backbone.to(dtype)
+        model.head.to(dtype)
+    return model

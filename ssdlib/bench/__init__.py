@@ -1,0 +1,69 @@
+"""``python -m ssdlib bench [--quick] [--json out.json]``: ssdlib against its peers, measured.
+
+Each row times ssdlib and the named peer in the same run, interleaved, after warm-up, as the
+median of several repeats (see :mod:`ssdlib.bench.timing`), and reports seconds per call,
+the ratio ours / peer (below 1: ssdlib is faster) and the machine it ran on.
+
+Rows (peer in brackets): ``inference_b1``/``inference_b8`` SSD300 ``predict`` fp32
+[torchvision ``ssd300_vgg16``], ``inference_b8_bf16`` [torchvision fp32], ``postprocess_b8``
+[torchvision ``postprocess_detections``], ``train_step_b8`` [torchvision SSD train step],
+``match_encode_b32`` [per-image ``match`` + ``encode``], ``augment``, ``voc_eval_5k``,
+``coco_eval`` [faster-coco-eval when installed], and the CUDA rows when a GPU is present.
+``--quick`` shrinks repeats and batches to a smoke test (structure, not numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ssdlib.bench.report import format_table
+from ssdlib.bench.timing import Row, machine_info, matmul_gflops
+
+__all__ = ["Row", "add_arguments", "run", "run_bench"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny repeats and batches: a smoke test (well under a minute)")  # fmt: skip
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write {machine, rows} as JSON")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed rounds per row (default 5, quick 1)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's own choice)")  # fmt: skip
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model in the CUDA training row")  # fmt: skip
+
+
+def run_bench(quick: bool = False, repeats: int | None = None, compile_model: bool = False,
+              log=print) -> dict:  # fmt: skip
+    """Measure every row; returns ``{"machine": {...}, "rows": [Row, ...]}``."""
+    from ssdlib.bench.cuda import cuda_rows
+    from ssdlib.bench.rows import Settings, cpu_rows
+
+    settings = Settings(quick=quick, repeats=repeats or (1 if quick else 5))
+    settings.gflops = matmul_gflops(1024 if quick else 2048, 2 if quick else 5)
+    rows = cpu_rows(settings, log)
+    rows += cuda_rows(settings, compile_model)
+    return {"machine": machine_info(settings.gflops), "rows": rows}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    result = run_bench(args.quick, args.repeats, args.compile, log)
+    print(format_table(result["machine"], result["rows"]))
+    print(f"(benchmark took {time.perf_counter() - start:.0f} s)")
+    if args.json is not None:
+        payload = {"machine": result["machine"], "rows": [r.to_json() for r in result["rows"]]}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0

@@ -1,0 +1,305 @@
+"""The CPU rows of ``ssdlib bench``: each function measures ssdlib and its peer, returns Rows.
+
+Every row builds its inputs outside the timed calls and times whole user-visible operations
+(``predict`` including post-processing, a full optimiser step), never internals in isolation
+unless the row is about that internal (post-processing, matching).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ssdlib.bench.models import Pair, build_pair, count_flops, normalise, peer_images
+from ssdlib.bench.timing import Row, measure_pair
+
+
+@dataclass
+class Settings:
+    """Repeat counts and sizes; ``quick`` shrinks them to a smoke test."""
+
+    quick: bool = False
+    repeats: int = 5
+    warmup: int = 1
+    gflops: float = 0.0  # measured fp32 matmul rate, for the FLOP floor
+
+    @property
+    def big_batch(self) -> int:
+        return 2 if self.quick else 8
+
+    @property
+    def heavy_warmup(self) -> int:
+        """Warm-up calls for the seconds-long rows (none in quick mode: structure only)."""
+        return 0 if self.quick else self.warmup
+
+
+def _quick_note(s: Settings, batch: int, nominal: int) -> str:
+    return f" [quick: batch {batch}, not {nominal}]" if batch != nominal else ""
+
+
+def inference_rows(s: Settings, pair: Pair) -> list[Row]:
+    """``inference_b1``, ``inference_b8`` (fp32, channels_last) and ``inference_b8_bf16``."""
+    from ssdlib.model.ssd import prepare_for_inference
+
+    fp32 = prepare_for_inference(copy.deepcopy(pair.ours), channels_last=True)
+    bf16 = prepare_for_inference(copy.deepcopy(pair.ours), channels_last=True, dtype=torch.bfloat16)
+    flops = count_flops(pair.ours, normalise(peer_images(1)))
+    rows = []
+    with torch.inference_mode():
+        for name, batch, model in (
+            ("inference_b1", 1, fp32),
+            ("inference_b8", s.big_batch, fp32),
+            ("inference_b8_bf16", s.big_batch, bf16),
+        ):
+            images = peer_images(batch)
+            ours_s, peer_s = measure_pair(
+                lambda m=model, x=images: m.predict(normalise(x)),
+                lambda x=images: pair.peer(x),
+                s.repeats, s.heavy_warmup,
+            )  # fmt: skip
+            floor = flops * batch / (s.gflops * 1e9) if s.gflops else float("nan")
+            note = (f"predict incl. normalise+NMS vs torchvision eval (its transform resizes "
+                    f"300->300 + normalises); {flops / 1e9:.1f} GFLOP/img, FLOP floor "
+                    f"{floor * 1e3:.0f} ms")  # fmt: skip
+            if model is bf16:
+                note = "bf16 weights + channels_last vs torchvision fp32; " + note
+            else:
+                note = "fp32 channels_last; " + note
+            target = "<= 0.5x" if model is bf16 else "<= 0.85x"
+            rows.append(Row(name, ours_s, peer_s, note + _quick_note(s, batch, 8 if batch > 1 else 1),
+                            target))  # fmt: skip
+    return rows
+
+
+def bf16_agreement(pair: Pair, batch: int = 2) -> str:
+    """How far bf16 inference drifts from fp32 on the same (random-weight) model: max |Δ| of
+    class probabilities and of decoded box coordinates (relative units)."""
+    from ssdlib.boxes import decode
+    from ssdlib.model.ssd import prepare_for_inference
+
+    bf16 = prepare_for_inference(copy.deepcopy(pair.ours), channels_last=True, dtype=torch.bfloat16)
+    x = normalise(peer_images(batch, seed=1))
+    with torch.inference_mode():
+        c32, d32 = pair.ours(x)
+        c16, d16 = bf16(x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
+        p_err = (c32.softmax(-1) - c16.float().softmax(-1)).abs().max().item()
+        priors = pair.ours.priors
+        b_err = (decode(d32, priors) - decode(d16.float(), priors)).abs().max().item()
+    return f"bf16 vs fp32 (random weights): max |dp| {p_err:.3f}, max |dbox| {b_err:.4f}"
+
+
+def postprocess_row(s: Settings, pair: Pair) -> Row:
+    """Decode + per-class NMS + top-k of a batch of 8, on each model's own head outputs."""
+    from torchvision.models.detection.image_list import ImageList
+
+    from ssdlib.postprocess import detect
+
+    batch = 8
+    images = peer_images(batch)
+    x = normalise(images)
+    with torch.inference_mode():
+        cls_logits, box_deltas = pair.ours(x)
+        tv = pair.peer
+        features = list(tv.backbone(x).values())
+        head = tv.head(features)
+        sizes = [(300, 300)] * batch
+        anchors = tv.anchor_generator(ImageList(x, sizes), features)
+        kwargs = pair.postprocess_kwargs()
+        ours_s, peer_s = measure_pair(
+            lambda: detect(cls_logits, box_deltas, pair.ours.priors, **kwargs),
+            lambda: tv.postprocess_detections(head, anchors, sizes),
+            s.repeats * 2, s.warmup,
+        )  # fmt: skip
+    note = (f"{ours_s / batch * 1e3:.2f} ms/img (peer {peer_s / batch * 1e3:.2f}); softmax, "
+            "decode, >0.01, top-400/class, NMS 0.45, 200/img; torchvision postprocess_detections")
+    return Row("postprocess_b8", ours_s, peer_s, note, "<= 5 ms/img")
+
+
+def _random_targets(batch: int, seed: int = 0, max_boxes: int = 20):
+    """B images' ground truth: 1..max_boxes boxes each, xyxy relative, labels 1..20."""
+    g = torch.Generator().manual_seed(seed)
+    boxes, labels = [], []
+    for _ in range(batch):
+        n = int(torch.randint(1, max_boxes + 1, (1,), generator=g))
+        lo = torch.rand(n, 2, generator=g) * 0.8
+        hi = (lo + 0.02 + torch.rand(n, 2, generator=g) * 0.5).clamp(max=1.0)
+        boxes.append(torch.cat([lo, hi], dim=1))
+        labels.append(torch.randint(1, 21, (n,), generator=g))
+    return boxes, labels
+
+
+def train_step_row(s: Settings, pair: Pair) -> Row:
+    """One SGD step (forward, matching, loss, backward, update) on the same batch and boxes."""
+    from ssdlib.engine.trainer import train_step
+    from ssdlib.loss import MultiBoxLoss
+
+    batch = 8 if not s.quick else 1
+    images = peer_images(batch)
+    boxes, labels = _random_targets(batch)
+    ours = copy.deepcopy(pair.ours).train().to(memory_format=torch.channels_last)
+    peer = copy.deepcopy(pair.peer).train()
+    ours_opt = torch.optim.SGD(ours.parameters(), lr=1e-4, momentum=0.9)
+    peer_opt = torch.optim.SGD(peer.parameters(), lr=1e-4, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    loss_fn = MultiBoxLoss(3)
+    priors = ours.priors
+    peer_targets = [{"boxes": b * 300.0, "labels": lab} for b, lab in zip(boxes, labels)]
+
+    def ours_step():
+        x = normalise(images).contiguous(memory_format=torch.channels_last)
+        train_step(ours, ours_opt, scaler, x, boxes, labels, priors, ours.variances, 0.5, loss_fn)
+
+    def peer_step():
+        peer_opt.zero_grad(set_to_none=True)
+        loss = sum(peer(images, peer_targets).values())
+        loss.backward()
+        peer_opt.step()
+
+    ours_s, peer_s = measure_pair(ours_step, peer_step, max(s.repeats - 2, 1), s.heavy_warmup)
+    note = (f"SSD300 SGD step, {sum(map(len, boxes))} boxes; ours: engine.train_step, "
+            "channels_last, batched match; torchvision: model(images, targets) (per-image "
+            "matching, its transform)" + _quick_note(s, batch, 8))  # fmt: skip
+    return Row("train_step_b8", ours_s, peer_s, note, "<= 0.8x")
+
+
+def match_row(s: Settings) -> Row:
+    """Batched ``match_batch`` + ``encode`` against a loop of per-image ``match`` + ``encode``."""
+    from ssdlib.boxes import encode
+    from ssdlib.config import PriorsConfig
+    from ssdlib.matching import match, match_batch
+    from ssdlib.priors import generate_priors
+
+    priors = generate_priors(PriorsConfig())
+    boxes, labels = _random_targets(32, seed=1)
+
+    def batched():
+        _, matched = match_batch(boxes, labels, priors)
+        return encode(matched, priors)
+
+    def per_image():
+        return [encode(match(b, lab, priors)[1], priors) for b, lab in zip(boxes, labels)]
+
+    ours_s, peer_s = measure_pair(batched, per_image, s.repeats * 3, s.warmup)
+    note = (f"32 images, {sum(map(len, boxes))} boxes (1-20 each), 8732 priors; peer: "
+            f"per-image match+encode loop; speed-up {peer_s / ours_s:.1f}x")
+    return Row("match_encode_b32", ours_s, peer_s, note, ">= 5x faster")
+
+
+def augment_row(s: Settings) -> Row:
+    """Training pipeline of one data worker: JPEG decode + SSD augmentation + resize to 300."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    from ssdlib.data.shapes import ShapesDataset
+    from ssdlib.data.transforms import build_train_transform
+
+    count = 4 if s.quick else 32
+    ds = ShapesDataset("train", count, image_size=256)
+    samples = []
+    for i in range(count):
+        image, target = ds[i]
+        data = encode_jpeg(image, quality=90)
+        samples.append((data, {k: v for k, v in target.items() if k != "image_id"}))
+    transform = build_train_transform(300)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a DataLoader worker runs torch single-threaded
+    try:
+        torch.manual_seed(0)
+
+        def one_pass():
+            for data, target in samples:
+                transform(decode_jpeg(data), dict(target))
+
+        total_s, _ = measure_pair(one_pass, None, max(s.repeats // 2, 1), s.warmup)
+    finally:
+        torch.set_num_threads(threads)
+    per_image = total_s / count
+    note = f"{1 / per_image:.0f} images/s per worker (1 thread), Shapes 256 px JPEG -> 300"
+    return Row("augment", per_image, None, note)
+
+
+def voc_row(s: Settings) -> Row:
+    """VOC mAP (11-point, VOC07) of synthetic detections: 5,000 images x 20 classes."""
+    from ssdlib.metrics.voc import _synthetic, evaluate
+
+    num_images = 500 if s.quick else 5000
+    gts, dets = _synthetic(num_images, 20, 100, 3)
+    ours_s, _ = measure_pair(lambda: evaluate(gts, dets, use_07_metric=True), None,
+                             max(s.repeats // 2, 1), s.warmup)  # fmt: skip
+    note = f"{num_images} images, 20 classes, 100 dets + 3 gts per image"
+    return Row("voc_eval_5k", ours_s, None, note, "<= 2 s")
+
+
+def _coco_inputs(num_images: int):
+    """A COCO ground-truth dict and results list from the VOC synthetic generator."""
+    from ssdlib.metrics.voc import _synthetic
+
+    gts, dets = _synthetic(num_images, 20, 100, 3)
+    images, anns, results = [], [], []
+    for i, (gt, det) in enumerate(zip(gts, dets), start=1):
+        images.append({"id": i, "width": 640, "height": 640})
+        for box, label in zip(gt["boxes"].tolist(), gt["labels"].tolist()):
+            x1, y1, x2, y2 = box
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": label,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                         "iscrowd": 0})  # fmt: skip
+        for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
+                                     det["labels"].tolist()):  # fmt: skip
+            x1, y1, x2, y2 = box
+            results.append({"image_id": i, "category_id": label,
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})  # fmt: skip
+    cats = [{"id": c, "name": str(c)} for c in range(1, 21)]
+    return {"images": images, "annotations": anns, "categories": cats}, results
+
+
+def _faster_coco_eval_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("faster_coco_eval") is not None
+
+
+def coco_row(s: Settings) -> Row:
+    """COCO box evaluation (evaluate + accumulate + summarize) of synthetic detections."""
+    from ssdlib.metrics.coco import evaluate, load_gt
+
+    num_images = 100 if s.quick else 1000
+    gt_dict, results = _coco_inputs(num_images)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "instances.json"
+        path.write_text(json.dumps(gt_dict))
+        # Ground truth loaded once per backend, outside the timing (as an evaluator does).
+        backends = ["pycocotools"] + (["faster_coco_eval"] if _faster_coco_eval_available() else [])
+        gts = {b: load_gt(path, b) for b in backends}
+
+    def run_with(backend: str):
+        return lambda: evaluate(gts[backend], results, backend=backend)
+
+    peer = run_with("faster_coco_eval") if len(backends) > 1 else None
+    ours_s, peer_s = measure_pair(run_with("pycocotools"), peer, max(s.repeats // 2, 1), 0)
+    note = (f"pycocotools COCOeval, {num_images} images x 100 dets, 20 classes"
+            + ("; peer faster-coco-eval" if peer else "; faster-coco-eval not installed"))
+    return Row("coco_eval", ours_s, peer_s, note)
+
+
+def cpu_rows(s: Settings, log=print) -> list[Row]:
+    """All CPU rows, in the order of the report; ``log`` reports progress."""
+    pair = build_pair()
+    rows: list[Row] = []
+    steps = [
+        ("inference", lambda: inference_rows(s, pair)),
+        ("postprocess", lambda: [postprocess_row(s, pair)]),
+        ("train step", lambda: [train_step_row(s, pair)]),
+        ("matching", lambda: [match_row(s)]),
+        ("augmentation", lambda: [augment_row(s)]),
+        ("VOC mAP", lambda: [voc_row(s)]),
+        ("COCO eval", lambda: [coco_row(s)]),
+    ]
+    for label, step in steps:
+        log(f"... {label}")
+        rows.extend(step())
+    rows[2].note += "; " + bf16_agreement(pair)
+    return rows

@@ -1,0 +1,127 @@
+"""Timing primitives of ``ssdlib bench``: interleaved medians, the result row, machine facts.
+
+Why interleaved: the benchmark machine may be shared, so load drifts over seconds. Timing ours
+then the peer in alternation (and swapping which goes first each round) exposes both to the same
+drift; the median of the rounds drops the outliers that drift and the garbage collector cause.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass
+class Row:
+    """One benchmark line. Times are seconds per call; ``peer_s`` is None without a peer."""
+
+    name: str
+    ours_s: float | None
+    peer_s: float | None
+    note: str = ""
+    target: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """ours / peer: below 1 means ssdlib is faster."""
+        if self.ours_s is None or self.peer_s is None or self.peer_s == 0:
+            return None
+        return self.ours_s / self.peer_s
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out.pop("target")
+        out["ratio"] = self.ratio
+        return {k: out[k] for k in ("name", "ours_s", "peer_s", "ratio", "note")}
+
+
+def _timed(fn: Callable[[], object], sync: Callable[[], None]) -> float:
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def _no_sync() -> None:
+    return None
+
+
+def measure_pair(
+    ours: Callable[[], object],
+    peer: Callable[[], object] | None,
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], None] = _no_sync,
+) -> tuple[float, float | None]:
+    """Median seconds per call of ``ours`` and ``peer``, measured in alternation.
+
+    Round r runs ours then peer when r is even, peer then ours when odd, so neither side
+    systematically inherits the other's cache state or a load spike. ``warmup`` untimed calls
+    each first (oneDNN primitive creation, allocator growth, lazy imports).
+    """
+    for _ in range(warmup):
+        ours()
+        if peer is not None:
+            peer()
+    ours_t: list[float] = []
+    peer_t: list[float] = []
+    gc.collect()
+    for r in range(max(repeats, 1)):
+        order = [(ours, ours_t), (peer, peer_t)]
+        if r % 2:
+            order.reverse()
+        for fn, times in order:
+            if fn is not None:
+                times.append(_timed(fn, sync))
+    return statistics.median(ours_t), (statistics.median(peer_t) if peer_t else None)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """The machine's large-matmul throughput (GFLOP/s, best of ``repeats``): the rate a conv
+    net could at best reach, used for the FLOP floor of the inference rows."""
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up (BLAS thread pool, packing buffers)
+    best = min(_timed(lambda: a @ b, _no_sync) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(gflops: float) -> dict:
+    """What the numbers were measured on; printed above the table and stored in the JSON."""
+    import torchvision
+
+    info = {
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": "cpu",
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "matmul_fp32_gflops": round(gflops, 1),
+        "python": platform.python_version(),
+    }
+    if hasattr(os, "getloadavg"):
+        # Other work on the machine makes every number slower and noisier: record it.
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    return info
