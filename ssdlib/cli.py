@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("ssdlib.model.summary", "build a model from a config and print priors/parameters"),
     "data": ("ssdlib.data.cli", "generate Shapes, download VOC/COCO, validate a dataset folder"),
+    "bench": ("ssdlib.bench", "time ssdlib against torchvision and reference loops (--quick, --json)"),
     "train": ("ssdlib.engine.cli_train", "train a detector (resumes from --output's checkpoints)"),
     "eval": ("ssdlib.engine.cli_eval", "evaluate a checkpoint: VOC/COCO metrics table + JSON"),
     "demo": ("ssdlib.engine.cli_demo", "draw detections of a checkpoint or pretrained model"),
