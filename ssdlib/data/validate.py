@@ -86,6 +86,15 @@ def _image_size(path: Path, report: ValidationReport) -> tuple[int | None, int |
     return int(image.shape[2]), int(image.shape[1])
 
 
+def _check_exists(path: Path, report: ValidationReport) -> None:
+    """Without decoding: the file must exist and not be empty (a 0-byte file is a common
+    leftover of an interrupted copy, and costs nothing to catch)."""
+    if not path.is_file():
+        report.add(path, "image file not found")
+    elif path.stat().st_size == 0:
+        report.add(path, "image file is empty (0 bytes)")
+
+
 def validate_voc_folder(
     voc_dir: str | os.PathLike,
     class_names: Sequence[str],
@@ -124,8 +133,8 @@ def validate_voc_folder(
         width = height = None
         if decode_images:
             width, height = _image_size(img_path, report)
-        elif not img_path.is_file():
-            report.add(img_path, "image file not found")
+        else:
+            _check_exists(img_path, report)
         try:
             ann = parse_voc_xml(xml_path)
         except DatasetError as e:
@@ -173,8 +182,7 @@ def validate_coco(
         if decode_images:
             sizes[rec["id"]] = _image_size(path, report)
         else:
-            if not path.is_file():
-                report.add(path, "image file not found")
+            _check_exists(path, report)
             sizes[rec["id"]] = (rec.get("width"), rec.get("height"))
     with_boxes = set()
     for k, ann in enumerate(data["annotations"]):
