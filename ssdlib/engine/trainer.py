@@ -112,7 +112,10 @@ def prepare_targets(
         kept_boxes.append(boxes[ok])
         kept_labels.append(labels[ok])
     labels, matched = match_batch(kept_boxes, kept_labels, priors, iou_threshold)
-    return labels, encode(matched, priors, variances)
+    # Background priors' targets are never read by the loss; zero them rather than keep the
+    # -inf that encoding an empty image's all-zero "matches" gives.
+    target = torch.where((labels > 0)[..., None], encode(matched, priors, variances), 0.0)
+    return labels, target
 
 
 def compute_loss(
