@@ -192,33 +192,37 @@ def match_row(s: Settings) -> Row:
 
 def augment_row(s: Settings) -> Row:
     """Training pipeline of one data worker: JPEG decode + SSD augmentation + resize to 300."""
-    from torchvision.io import decode_jpeg, encode_jpeg
+    from PIL import Image
 
+    from ssdlib.data.common import load_image
     from ssdlib.data.shapes import ShapesDataset
     from ssdlib.data.transforms import build_train_transform
 
     count = 4 if s.quick else 32
     ds = ShapesDataset("train", count, image_size=256)
-    samples = []
-    for i in range(count):
-        image, target = ds[i]
-        data = encode_jpeg(image, quality=90)
-        samples.append((data, {k: v for k, v in target.items() if k != "image_id"}))
     transform = build_train_transform(300)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a DataLoader worker runs torch single-threaded
-    try:
-        torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        samples = []
+        for i in range(count):
+            image, target = ds[i]
+            path = Path(tmp) / f"{i}.jpg"
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(path, quality=90)
+            samples.append((path, {k: v for k, v in target.items() if k != "image_id"}))
 
         def one_pass():
-            for data, target in samples:
-                transform(decode_jpeg(data), dict(target))
+            for path, target in samples:
+                transform(load_image(path), dict(target))
 
-        total_s, _ = measure_pair(one_pass, None, max(s.repeats // 2, 1), s.warmup)
-    finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(1)  # a DataLoader worker runs torch single-threaded
+        try:
+            torch.manual_seed(0)
+            total_s, _ = measure_pair(one_pass, None, max(s.repeats // 2, 1), s.warmup)
+        finally:
+            torch.set_num_threads(threads)
     per_image = total_s / count
-    note = f"{1 / per_image:.0f} images/s per worker (1 thread), Shapes 256 px JPEG -> 300"
+    note = (f"{1 / per_image:.0f} images/s per worker (1 thread): data.common.load_image of a "
+            "256 px Shapes JPEG + build_train_transform(300)")
     return Row("augment", per_image, None, note)
 
 
