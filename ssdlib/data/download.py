@@ -190,6 +190,7 @@ def _tar_problems(tf: tarfile.TarFile, base: Path) -> list[str]:
         problem = _check_member(base, m.name, link)
         if problem is None and m.islnk():  # hard links name a path relative to the archive root
             problem = _check_member(base, m.linkname, None)
+            problem = problem and f"{m.name!r}: hard link to {problem}"  # name the member too
         if problem:
             problems.append(problem)
     return problems
