@@ -85,7 +85,10 @@ def detect_single(
     class_scores = scores[:, 1:]  # (P, C): background dropped
     if top_k_candidates is not None and top_k_candidates < class_scores.shape[0]:
         # Per class, only the best k candidates can survive; below-threshold ones drop next.
-        top_scores, top_idx = class_scores.topk(top_k_candidates, dim=0)  # (k, C)
+        # topk along contiguous rows of the (C, P) transpose: ~3x faster on CPU than along the
+        # strided dim 0 of (P, C); transposed back so candidates keep their (rank, class) order.
+        top_scores, top_idx = class_scores.t().contiguous().topk(top_k_candidates, dim=1)
+        top_scores, top_idx = top_scores.t(), top_idx.t()  # (k, C)
         keep = top_scores > score_threshold
         prior_idx = top_idx[keep]
         label_idx = torch.arange(1, num_classes, device=scores.device).expand_as(top_idx)[keep]
@@ -96,5 +99,38 @@ def detect_single(
         label_idx = label_idx + 1
         cand_scores = class_scores[keep]
     cand_boxes = boxes[prior_idx]
-    kept = batched_nms(cand_boxes, cand_scores, label_idx, nms_threshold)[:max_per_image]
+    kept = top_class_nms(cand_boxes, cand_scores, label_idx, nms_threshold, max_per_image)
     return Detections(cand_boxes[kept], cand_scores[kept], label_idx[kept])
+
+
+def top_class_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    iou_threshold: float,
+    max_keep: int,
+    first_prefix: int | None = None,
+) -> torch.Tensor:
+    """``batched_nms(boxes, scores, labels, iou_threshold)[:max_keep]``, usually much cheaper.
+
+    Greedy NMS suppresses a box only through higher-scoring boxes of its class, so NMS run on
+    the highest-scoring candidates alone keeps exactly the boxes the full run keeps among them.
+    If that already yields ``max_keep`` boxes all scoring strictly above every left-out
+    candidate, no left-out one can enter the top ``max_keep``: the answer is final. Otherwise
+    the prefix grows 4x. With torchvision's 400 per class x 20 classes this runs NMS on ~800
+    instead of ~8000 candidates (NMS is quadratic per class). Identical to the full run up to
+    the order of exactly tied scores, which ``batched_nms`` leaves unspecified anyway.
+    """
+    n = scores.shape[0]
+    prefix = first_prefix if first_prefix is not None else 4 * max_keep
+    if max_keep <= 0 or n <= prefix:
+        return batched_nms(boxes, scores, labels, iou_threshold)[:max_keep]
+    while prefix < n:
+        # The prefix + 1 best (a partial sort): the extra one is the best left-out candidate.
+        top_scores, order = scores.topk(prefix + 1)
+        idx = order[:prefix]
+        kept = batched_nms(boxes[idx], top_scores[:prefix], labels[idx], iou_threshold)[:max_keep]
+        if kept.numel() == max_keep and top_scores[kept[-1]] > top_scores[prefix]:
+            return idx[kept]
+        prefix *= 4
+    return batched_nms(boxes, scores, labels, iou_threshold)[:max_keep]
