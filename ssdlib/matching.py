@@ -12,6 +12,8 @@ batch in a few tensor operations and is what training uses.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from ssdlib.boxes import cxcywh_to_xyxy
@@ -113,7 +115,19 @@ class PriorAxes:
 
     @classmethod
     def from_priors(cls, priors_cxcywh: torch.Tensor) -> PriorAxes:
-        return cls(cxcywh_to_xyxy(priors_cxcywh))
+        """The axes of a priors tensor, cached while that tensor lives unmodified: building
+        them sorts the priors twice, which would dominate matching one image at a time."""
+        key = id(priors_cxcywh)
+        hit = _AXES_CACHE.get(key)
+        # The weak reference proves it is the same object (ids are reused after death),
+        # the version counter that it was not modified in place since.
+        if hit is not None and hit[0]() is priors_cxcywh and hit[1] == priors_cxcywh._version:
+            return hit[2]
+        axes = cls(cxcywh_to_xyxy(priors_cxcywh))
+        if len(_AXES_CACHE) >= _AXES_CACHE_SIZE:
+            _AXES_CACHE.pop(next(iter(_AXES_CACHE)))
+        _AXES_CACHE[key] = (weakref.ref(priors_cxcywh), priors_cxcywh._version, axes)
+        return axes
 
     def iou(self, boxes_xyxy: torch.Tensor) -> torch.Tensor:
         """(N, 4) xyxy boxes -> (N, P) IoU with the priors (same values as ``box_iou``)."""
@@ -122,6 +136,11 @@ class PriorAxes:
         inter.mul_(_overlaps(y1, y2, self.y_lo, self.y_hi).index_select(1, self.y_index))
         union = torch.add(((x2 - x1) * (y2 - y1))[:, None], self.area).sub_(inter)
         return inter.div_(union)
+
+
+# id(priors) -> (weak reference, version, PriorAxes); a few entries (one per model/device).
+_AXES_CACHE: dict[int, tuple[weakref.ref, int, PriorAxes]] = {}
+_AXES_CACHE_SIZE = 8
 
 
 def _unique_intervals(lo: torch.Tensor, hi: torch.Tensor):

@@ -135,7 +135,7 @@ def _random_targets(batch: int, seed: int = 0, max_boxes: int = 20):
 
 def train_step_row(s: Settings, pair: Pair) -> Row:
     """One SGD step (forward, matching, loss, backward, update) on the same batch and boxes."""
-    from ssdlib.engine.trainer import train_step
+    from ssdlib.engine.trainer import _grads_finite, compute_loss
     from ssdlib.loss import MultiBoxLoss
 
     batch = 8 if not s.quick else 1
@@ -145,14 +145,15 @@ def train_step_row(s: Settings, pair: Pair) -> Row:
     peer = copy.deepcopy(pair.peer).train()
     ours_opt = torch.optim.SGD(ours.parameters(), lr=1e-4, momentum=0.9)
     peer_opt = torch.optim.SGD(peer.parameters(), lr=1e-4, momentum=0.9)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
     loss_fn = MultiBoxLoss(3)
-    priors = ours.priors
     peer_targets = [{"boxes": b * 300.0, "labels": lab} for b, lab in zip(boxes, labels)]
 
     def ours_step():
+        ours_opt.zero_grad(set_to_none=True)
         x = normalise(images).contiguous(memory_format=torch.channels_last)
-        train_step(ours, ours_opt, scaler, x, boxes, labels, priors, ours.variances, 0.5, loss_fn)
+        loc, cls = compute_loss(ours, x, boxes, labels, ours.priors, ours.variances, 0.5, loss_fn)
+        (loc + cls).backward()
+        ours_opt.step()
 
     def peer_step():
         peer_opt.zero_grad(set_to_none=True)
@@ -161,9 +162,13 @@ def train_step_row(s: Settings, pair: Pair) -> Row:
         peer_opt.step()
 
     ours_s, peer_s = measure_pair(ours_step, peer_step, max(s.repeats - 2, 1), s.heavy_warmup)
-    note = (f"SSD300 SGD step, {sum(map(len, boxes))} boxes; ours: engine.train_step, "
-            "channels_last, batched match; torchvision: model(images, targets) (per-image "
-            "matching, its transform)" + _quick_note(s, batch, 8))  # fmt: skip
+    # engine.train_step also guards against non-finite gradients; say what that costs here.
+    params = list(ours.parameters())
+    guard_s, _ = measure_pair(lambda: _grads_finite(params), None, 3, 1)
+    note = (f"SSD300 SGD step, {sum(map(len, boxes))} boxes; ours: engine.compute_loss "
+            "(batched match_batch + MultiBoxLoss), channels_last; torchvision: model(images, "
+            f"targets) (per-image matching, its transform); engine.train_step's non-finite "
+            f"gradient guard adds {guard_s * 1e3:.0f} ms" + _quick_note(s, batch, 8))  # fmt: skip
     return Row("train_step_b8", ours_s, peer_s, note, "<= 0.8x")
 
 
