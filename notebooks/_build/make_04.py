@@ -319,7 +319,7 @@ print(f"training {cfg.model.name} on {cfg.data.dataset}, {cfg.train.max_iter} it
 run_dir = Path(tempfile.mkdtemp(prefix="ssd_run_"))
 """),
     code(r"""
-# NBVAL_IGNORE_OUTPUT (timings and the temporary folder)
+# (not compared: timings and the temporary folder)
 import time
 
 
@@ -347,7 +347,7 @@ for stop in range(CHUNK, cfg.train.max_iter + 1, CHUNK):
     plt.close(fig)
 print(f"{len(losses)} iterations in {time.perf_counter() - tic:.1f} s "
       f"({len(losses) / (time.perf_counter() - tic):.2f} it/s) on {device}")
-"""),
+""", check=False),
     md(r"""
 What was logged (one row per 10 iterations, the mean of those iterations):
 """),
@@ -390,12 +390,12 @@ checkpoint, and `train` resumes from it to 80. Data order and augmentation are f
 the uninterrupted run's, to the last bit:
 """),
     code(r"""
-# NBVAL_IGNORE_OUTPUT (the temporary folder is printed)
+# (not compared: the temporary folder is printed)
 crashed = Path(tempfile.mkdtemp(prefix="ssd_resume_"))
 k = 3 * CHUNK // 2
 shutil.copy(run_dir / f"model_{k:07d}.pth", crashed)
 resumed = train(with_max_iter(cfg, 2 * CHUNK), crashed, progress=False)
-"""),
+""", check=False),
     code(r"""
 uninterrupted = losses[k : 2 * CHUNK]
 print("uninterrupted:", [round(x, 4) for x in uninterrupted[:5]], "...")
@@ -415,14 +415,14 @@ We keep this small model for notebooks 05 and 06 (they train the same recipe the
 file is not there):
 """),
     code(r"""
-# NBVAL_IGNORE_OUTPUT (the path depends on the machine)
+# (not compared: the path depends on the machine)
 from ssdlib.engine import save_checkpoint
 
 QUICK_DIR = Path(os.environ.get("SSDLIB_OUTPUTS") or Path.cwd().parent / "outputs") / "notebooks" / "shapes_quick"
 if not REAL and latest_checkpoint(QUICK_DIR) is None:
     save_checkpoint(load_checkpoint(latest_checkpoint(run_dir)), QUICK_DIR, cfg.train.max_iter)
 print("quick Shapes model:", latest_checkpoint(QUICK_DIR))
-"""),
+""", check=False),
     md(r"""
 ## When the loss is not finite
 

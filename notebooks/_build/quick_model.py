@@ -23,7 +23,7 @@ set `USE_DEMO_MODEL = True` to use that one (the numbers below then change).
 
 MODEL_CELL = code(
     f'''
-# NBVAL_IGNORE_OUTPUT (paths, and whether it had to train)
+# (not compared: paths, and whether it had to train)
 from ssdlib.config import load_config
 from ssdlib.engine import latest_checkpoint, load_checkpoint, load_model, train
 

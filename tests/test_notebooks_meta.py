@@ -1,0 +1,72 @@
+"""The course notebooks keep their shape: they all exist, open with what the learner will learn
+and how long it takes, have the Colab cell, end with a summary and exercises whose solutions are
+hidden in ``<details>``, and are committed executed top to bottom without errors.
+
+Fast (reads the files only); nbval runs the notebooks themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+COURSE = (
+    "00_data_setup.ipynb",
+    "01_priors.ipynb",
+    "02_vgg_backbone.ipynb",
+    "03_matching_and_loss.ipynb",
+    "04_gpu_training.ipynb",
+    "05_evaluation.ipynb",
+    "06_demo.ipynb",
+)
+
+
+def _read(name: str) -> nbformat.NotebookNode:
+    path = NOTEBOOKS / name
+    assert path.is_file(), f"{path} is missing"
+    return nbformat.read(path, as_version=4)
+
+
+def test_the_course_is_complete():
+    found = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    assert found == sorted(COURSE), f"notebooks/ holds {found}"
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_opens_with_goals_and_duration(name):
+    first = _read(name).cells[0]
+    assert first.cell_type == "markdown"
+    assert first.source.lstrip().startswith("# "), "first cell: a title"
+    assert "what you will learn" in first.source.lower()
+    assert re.search(r"\d+\s*minutes?", first.source), "first cell: how long it takes"
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_has_the_colab_cell(name):
+    code = [c for c in _read(name).cells if c.cell_type == "code"]
+    assert code and "google.colab" in code[0].source, "the first code cell installs ssdlib on Colab"
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_ends_with_summary_and_hidden_solutions(name):
+    last = _read(name).cells[-1]
+    assert last.cell_type == "markdown"
+    text = last.source
+    assert "## Summary" in text and "## Exercises" in text
+    assert text.index("## Summary") < text.index("## Exercises")
+    exercises = text[text.index("## Exercises") :]
+    assert "<details>" in exercises and exercises.count("<details>") == exercises.count("</details>")
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_committed_executed_top_to_bottom(name):
+    code = [c for c in _read(name).cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code]
+    assert None not in counts, f"cells not executed: {[i for i, n in enumerate(counts) if n is None]}"
+    assert counts == list(range(1, len(code) + 1)), "executed in order, in one kernel"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"error outputs: {[e.get('ename') for e in errors]}"
