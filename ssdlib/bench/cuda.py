@@ -90,4 +90,27 @@ def cuda_rows(s: Settings, compile_model: bool = False) -> list[Row]:
         o, p = measure_pair(ours_call, peer_call, s.repeats * 4, max(s.warmup, 2), sync)
         rows.append(Row(row_name, o, p, f"{b / o:.0f} FPS (peer {b / p:.0f}); fp16 autocast, "
                                         f"channels_last, incl. NMS; {name}"))  # fmt: skip
+    rows.append(_cuda_match_row(s, dev, name))
     return rows
+
+
+def _cuda_match_row(s: Settings, dev: torch.device, name: str) -> Row:
+    """``match_batch`` + ``encode`` of 32 images on the GPU against the per-image loop there:
+    where batching pays (one set of kernels instead of 32)."""
+    from ssdlib.boxes import encode
+    from ssdlib.config import PriorsConfig
+    from ssdlib.matching import match, match_batch
+    from ssdlib.priors import generate_priors
+
+    priors = generate_priors(PriorsConfig()).to(dev)
+    boxes, labels = _random_targets(32, seed=1)
+    boxes, labels = [b.to(dev) for b in boxes], [lab.to(dev) for lab in labels]
+
+    def batched():
+        return encode(match_batch(boxes, labels, priors)[1], priors)
+
+    def per_image():
+        return [encode(match(b, lab, priors)[1], priors) for b, lab in zip(boxes, labels)]
+
+    o, p = measure_pair(batched, per_image, s.repeats * 4, 2, torch.cuda.synchronize)
+    return Row("cuda_match_encode_b32", o, p, f"speed-up {p / o:.1f}x; {name}", ">= 5x faster")
