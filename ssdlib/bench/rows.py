@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ssdlib.bench.models import Pair, build_pair, count_flops, normalise, peer_images
-from ssdlib.bench.timing import Row, measure_pair
+from ssdlib.bench.timing import Row, measure_pair, torch_threads
 
 
 @dataclass
@@ -110,13 +110,15 @@ def postprocess_row(s: Settings, pair: Pair) -> Row:
         sizes = [(300, 300)] * batch
         anchors = tv.anchor_generator(ImageList(x, sizes), features)
         kwargs = pair.postprocess_kwargs()
-        ours_s, peer_s = measure_pair(
-            lambda: detect(cls_logits, box_deltas, pair.ours.priors, **kwargs),
-            lambda: tv.postprocess_detections(head, anchors, sizes),
-            s.repeats * 2, s.warmup,
-        )  # fmt: skip
+        with torch_threads(1):
+            ours_s, peer_s = measure_pair(
+                lambda: detect(cls_logits, box_deltas, pair.ours.priors, **kwargs),
+                lambda: tv.postprocess_detections(head, anchors, sizes),
+                s.repeats * 2, s.warmup,
+            )  # fmt: skip
     note = (f"{ours_s / batch * 1e3:.2f} ms/img (peer {peer_s / batch * 1e3:.2f}); softmax, "
-            "decode, >0.01, top-400/class, NMS 0.45, 200/img; torchvision postprocess_detections")
+            "decode, >0.01, top-400/class, NMS 0.45, 200/img; torchvision postprocess_detections"
+            "; both 1 thread")
     return Row("postprocess_b8", ours_s, peer_s, note, "<= 5 ms/img")
 
 
@@ -189,9 +191,10 @@ def match_row(s: Settings) -> Row:
     def per_image():
         return [encode(match(b, lab, priors)[1], priors) for b, lab in zip(boxes, labels)]
 
-    ours_s, peer_s = measure_pair(batched, per_image, s.repeats * 3, s.warmup)
+    with torch_threads(1):
+        ours_s, peer_s = measure_pair(batched, per_image, s.repeats * 3, s.warmup)
     note = (f"32 images, {sum(map(len, boxes))} boxes (1-20 each), 8732 priors; peer: "
-            f"per-image match+encode loop; speed-up {peer_s / ours_s:.1f}x")
+            f"per-image match+encode loop; both 1 thread; speed-up {peer_s / ours_s:.1f}x")
     return Row("match_encode_b32", ours_s, peer_s, note, ">= 5x faster")
 
 
@@ -206,7 +209,6 @@ def augment_row(s: Settings) -> Row:
     count = 4 if s.quick else 32
     ds = ShapesDataset("train", count, image_size=256)
     transform = build_train_transform(300)
-    threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         samples = []
         for i in range(count):
@@ -219,12 +221,9 @@ def augment_row(s: Settings) -> Row:
             for path, target in samples:
                 transform(load_image(path), dict(target))
 
-        torch.set_num_threads(1)  # a DataLoader worker runs torch single-threaded
-        try:
+        with torch_threads(1):  # a DataLoader worker runs torch single-threaded
             torch.manual_seed(0)
             total_s, _ = measure_pair(one_pass, None, max(s.repeats // 2, 1), s.warmup)
-        finally:
-            torch.set_num_threads(threads)
     per_image = total_s / count
     note = (f"{1 / per_image:.0f} images/s per worker (1 thread): data.common.load_image of a "
             "256 px Shapes JPEG + build_train_transform(300)")

@@ -12,7 +12,8 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -40,6 +41,24 @@ class Row:
         out.pop("target")
         out["ratio"] = self.ratio
         return {k: out[k] for k in ("name", "ours_s", "peer_s", "ratio", "note")}
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, then restore the previous count.
+
+    For rows made of many millisecond-scale ops (post-processing, matching): on a machine
+    whose cores are busy with other jobs, OpenMP's barriers between threads cost more than
+    these small ops gain from a second thread (measured 10-30x slower with 2 threads under
+    load), which would time the machine's contention rather than the code. A data worker
+    runs single-threaded too.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _timed(fn: Callable[[], object], sync: Callable[[], None]) -> float:
