@@ -13,7 +13,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ssdlib.data.coco import COCODataset
-from ssdlib.data.shapes import SHAPES_CLASSES, ShapesDataset, render_shapes
+from ssdlib.data.shapes import MAX_OBJECTS, MIN_CONTRAST, SHAPES_CLASSES, ShapesDataset, render_shapes
 from ssdlib.data.shapes_io import SHAPES_COCO_CAT_IDS, ensure_shapes, write_shapes
 from ssdlib.data.voc import VOCDataset
 
@@ -29,13 +29,13 @@ def test_each_index_reproducible_alone_and_splits_disjoint():
 
 
 def test_is_a_real_detection_task():
-    """Over 300 images: all classes, 1-8 objects, 4%..60% sizes, occlusion, borders, difficult."""
+    """Over 300 images: all classes, 1-6 objects, 4%..60% sizes, occlusion, borders, difficult."""
     size = 256
     samples = [render_shapes(0, i, size) for i in range(300)]
     labels = np.concatenate([s.labels for s in samples])
     assert set(labels.tolist()) == set(range(1, len(SHAPES_CLASSES) + 1))
     counts = [len(s.labels) for s in samples]
-    assert min(counts) >= 1 and max(counts) <= 8 and max(counts) >= 7
+    assert min(counts) >= 1 and max(counts) == MAX_OBJECTS
     boxes = np.concatenate([s.boxes for s in samples])
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / size
     assert sides.min() < 0.06 and sides.max() > 0.5
@@ -135,3 +135,23 @@ def test_cli_writes_shapes(tmp_path):
                               "--size", "64"])  # fmt: skip
     assert cli.run(args) == 0
     assert (tmp_path / "VOCshapes/ImageSets/Main/test.txt").read_text().split() == ["test_000000"]
+
+
+def test_shapes_stand_out_from_what_they_cover():
+    """Every shape's colour is at least MIN_CONTRAST from the mean background it was drawn on,
+    which we check on a noise-free re-render: the visible pixels differ from the ring around."""
+    for i in range(40):
+        s = render_shapes(5, i, 128)
+        for box, mask, vis in zip(s.boxes, s.masks, s.visible_area):
+            if vis < 30:
+                continue
+            inside = s.image[mask].astype(float).mean(axis=0)
+            x0, y0, x1, y1 = (int(v) for v in box)
+            ring = np.zeros_like(mask)
+            ring[max(y0 - 3, 0) : y1 + 3, max(x0 - 3, 0) : x1 + 3] = True
+            ring &= ~mask
+            if ring.sum() < 30:
+                continue
+            around = s.image[ring].astype(float).mean(axis=0)
+            # noise, texture and neighbours blur the comparison: ask for a third of the margin
+            assert np.linalg.norm(inside - around) > MIN_CONTRAST / 3
