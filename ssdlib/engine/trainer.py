@@ -146,7 +146,9 @@ def _grads_finite(params: list[torch.Tensor]) -> bool:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return True
-    return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+    # One fused norm per tensor: NaN/inf anywhere makes its norm non-finite. A per-tensor
+    # isfinite(g).all() allocates a bool copy of every gradient (~1 s per SSD300 CPU step).
+    return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
 
 
 def train_step(
