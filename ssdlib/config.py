@@ -71,6 +71,9 @@ class DataConfig:
     test_split: str = "2007/test"
     class_names: list[str] = field(default_factory=lambda: list(VOC_CLASS_NAMES))
     keep_difficult: bool = False
+    # Training augmentation: ssd (the paper's: photometric, zoom-out, IoU crop, flip) |
+    # light (photometric + flip) | none. Zoom-out and crops stand in for data one does not have.
+    augment: str = "ssd"
     num_workers: int = 4
     # Shapes only: how many images to generate per split and their size.
     num_train: int = 0
@@ -198,6 +201,7 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
             cfg.model.backbone_weights, ("none", "imagenet", "imagenet_features")
         ),
         "data.dataset": (cfg.data.dataset, ("voc", "coco", "shapes")),
+        "data.augment": (cfg.data.augment, ("ssd", "light", "none")),
         "train.amp": (cfg.train.amp, ("auto", "off", "bf16", "fp16")),
         "test.metric": (cfg.test.metric, ("voc", "coco")),
     }

@@ -158,3 +158,30 @@ def test_collate_stacks_and_names_odd_sample():
     assert images.shape == (3, 3, 32, 32) and [t["image_id"] for t in targets][2] == "test_000002"
     with pytest.raises(ValueError, match="image 1 has shape"):
         collate([ds[0], ShapesDataset("test", 1, 16)[0]])
+
+
+def test_augment_policies():
+    import pytest as _pytest
+
+    from ssdlib.data import ShapesDataset, build_test_transform, build_train_transform
+
+    ds = ShapesDataset("train", num_images=20, image_size=96, seed=3)
+    test_tf = build_test_transform(64)
+    none_tf = build_train_transform(64, policy="none")
+    light_tf = build_train_transform(64, policy="light")
+    for i in range(20):
+        image, target = ds[i]
+        ref_img, ref_t = test_tf(image, target)
+        img, t = none_tf(image, target)
+        assert torch.equal(img, ref_img) and torch.equal(t["boxes"], ref_t["boxes"])
+        # light: photometric + flip only, so every box survives, unflipped or mirrored
+        _, lt = light_tf(image, target)
+        mirrored = ref_t["boxes"][:, [2, 1, 0, 3]] * torch.tensor([-1, 1, -1, 1]) + torch.tensor(
+            [1.0, 0, 1.0, 0]
+        )
+        assert torch.equal(lt["labels"], ref_t["labels"])
+        assert torch.allclose(lt["boxes"], ref_t["boxes"], atol=1e-5) or torch.allclose(
+            lt["boxes"], mirrored, atol=1e-5
+        )
+    with _pytest.raises(ValueError, match="augmentation policy 'heavy'"):
+        build_train_transform(64, policy="heavy")

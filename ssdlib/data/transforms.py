@@ -40,7 +40,10 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["DetectionTransform", "build_train_transform", "build_test_transform", "denormalize"]
+__all__ = [
+    "AUGMENT_POLICIES", "DetectionTransform", "build_train_transform", "build_test_transform",
+    "denormalize",
+]  # fmt: skip
 
 PIXEL_MEAN = (123.0, 117.0, 104.0)
 PIXEL_STD = (1.0, 1.0, 1.0)
@@ -88,24 +91,36 @@ def _finish(image_size: int, mean: Sequence[float], std: Sequence[float]) -> lis
     ]
 
 
+AUGMENT_POLICIES = ("ssd", "light", "none")
+
+
 def build_train_transform(
     image_size: int,
     pixel_mean: Sequence[float] = PIXEL_MEAN,
     pixel_std: Sequence[float] = PIXEL_STD,
+    policy: str = "ssd",
 ) -> DetectionTransform:
     """SSD training augmentation. In: ``(3, H, W)`` uint8 + pixel boxes; out: ``(3, S, S)``
-    float32 + relative boxes ``(N', 4)`` (see the module docstring)."""
+    float32 + relative boxes ``(N', 4)`` (see the module docstring).
+
+    ``policy``: ``"ssd"`` the paper's full pipeline; ``"light"`` photometric distortion and
+    flip only (geometry kept: for generated data, where fresh images beat zoom-out and crops);
+    ``"none"`` resize and normalise, like the test transform."""
+    if policy not in AUGMENT_POLICIES:
+        raise ValueError(f"augmentation policy {policy!r}: expected one of {AUGMENT_POLICIES}")
     fill = {tv_tensors.Image: [int(round(m)) for m in pixel_mean], "others": 0}
-    return DetectionTransform(
-        v2.Compose([
-            v2.RandomPhotometricDistort(p=0.5),
+    steps: list[v2.Transform] = []
+    if policy != "none":
+        steps.append(v2.RandomPhotometricDistort(p=0.5))
+    if policy == "ssd":
+        steps += [
             v2.RandomZoomOut(fill=fill, side_range=(1.0, 4.0), p=0.5),
             v2.RandomIoUCrop(),
             v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=_labels_and_flags),
-            v2.RandomHorizontalFlip(p=0.5),
-            *_finish(image_size, pixel_mean, pixel_std),
-        ])  # fmt: skip
-    )
+        ]
+    if policy != "none":
+        steps.append(v2.RandomHorizontalFlip(p=0.5))
+    return DetectionTransform(v2.Compose([*steps, *_finish(image_size, pixel_mean, pixel_std)]))
 
 
 def build_test_transform(

@@ -4,7 +4,8 @@ Data root: ``data.root`` if set, else ``$SSDLIB_DATA``, else ``data/``. Expected
 
     voc:    ROOT/VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main}  (+ VOC2012)
     coco:   ROOT/coco/{train2017,val2017}/*.jpg, ROOT/coco/annotations/instances_*.json
-    shapes: ROOT/shapes/  (generated on demand by ``ensure_shapes``; training renders on the fly)
+    shapes: ROOT/shapes/  (test split written on demand by ``ensure_shapes``; training renders
+            its images on the fly)
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def build_train_dataset(cfg: Config, validate: bool = True) -> Dataset:
             print(f"training data: {len(report.warnings)} warning(s) (boxes clipped or dropped, "
                   "images without objects); 'python -m ssdlib data validate' lists them",
                   file=sys.stderr)  # fmt: skip
-    tf = build_train_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std)
+    tf = build_train_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std,
+                               d.augment)  # fmt: skip
     if d.dataset == "shapes":
         # Rendered on the fly: the same pixels write_shapes saves, without JPEG loss or disk.
         ds = ShapesDataset("train", d.num_train, d.source_size, SHAPES_SEED, tf, d.keep_difficult)
@@ -168,8 +170,10 @@ def build_test_data(cfg: Config, progress: bool = True) -> TestData:
     d, root = cfg.data, resolve_root(cfg)
     tf = build_test_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std)
     if d.dataset == "shapes":
-        folder = ensure_shapes(root / "shapes", d.num_train, d.num_test, d.source_size,
-                               SHAPES_SEED, progress)  # fmt: skip
+        # Only the test split goes to disk (VOC + COCO files, read back by the real loaders and
+        # COCOeval); training renders its images on the fly, so num_train can be large.
+        folder = ensure_shapes(root / "shapes", 0, d.num_test, d.source_size, SHAPES_SEED,
+                               progress)  # fmt: skip
         ds = VOCDataset(folder, d.test_split, "shapes", True, tf, ShapesDataset.class_names)
         gt_json = folder / "annotations" / f"instances_{d.test_split}.json"
         ids = {f"{d.test_split}_{i:06d}": i + 1 for i in range(len(ds))}  # as write_shapes
