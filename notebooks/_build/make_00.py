@@ -51,7 +51,7 @@ COCO's category ids are not contiguous (1..90 with gaps); ssdlib maps them to la
 
 ## Shapes: a detection dataset you can generate
 
-Shapes images hold 1–8 filled circles, squares, triangles, stars and hexagons on textured
+Shapes images hold 1–6 filled circles, squares, triangles, stars and hexagons on textured
 backgrounds, occluding each other and crossing the border — real detection problems (small
 objects, occlusion, truncation) with no download. `write_shapes` writes them in both layouts:
 """),

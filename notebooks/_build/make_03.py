@@ -220,7 +220,7 @@ assert torch.allclose(ref_loc, loc_loss, rtol=1e-5) and torch.allclose(ref_cls, 
 Each positive brings itself and three negatives into $L_{conf}$, so $L_{conf}/N$ is four times the
 mean cross-entropy of a kept prior. Random initial weights are not uniform guesses: their
 confident, wrong scores cost more than $\log 6$ per prior — the *hardest* negatives are exactly
-the confident mistakes. Training (notebook 05) drives both terms down.
+the confident mistakes. Training (notebook 04) drives both terms down.
 
 ## Summary
 
