@@ -28,7 +28,7 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from ssdlib.data.common import DatasetError, load_image, make_target
+from ssdlib.data.common import DatasetError, load_sample, make_target
 
 __all__ = ["COCODataset", "load_coco_json", "check_coco_dict"]
 
@@ -146,15 +146,7 @@ class COCODataset(Dataset):
         return make_target(boxes, labels, difficult, image_id, height, width, self.ann_file)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
-        path = self.image_path(index)
-        try:
-            image = load_image(path)
-            target = self.get_target(index, *image.shape[-2:])
-            if self.transform is not None:
-                image, target = self.transform(image, target)
-        except Exception as e:
-            raise DatasetError(f"sample {index} ({path}): {e}") from e
-        return image, target
+        return load_sample(index, self.image_path(index), self.get_target, self.transform)
 
     def __repr__(self) -> str:
         return f"COCODataset({self.ann_file}, n={len(self)}, classes={len(self.class_names)})"

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["DatasetError", "load_image", "clean_boxes", "make_target"]
+__all__ = ["DatasetError", "load_image", "load_sample", "clean_boxes", "make_target"]
 
 
 class DatasetError(RuntimeError):
@@ -125,3 +125,20 @@ def make_target(
         "image_id": image_id,
         "orig_size": torch.tensor([height, width], dtype=torch.int64),
     }
+
+
+def load_sample(index: int, path: Path, get_target, transform) -> tuple[torch.Tensor, dict]:
+    """``(image, target)`` of one dataset sample: decode ``path``, build the target for the
+    decoded size with ``get_target(index, height, width)``, apply ``transform``.
+
+    Any failure becomes a :class:`DatasetError` naming the sample index and the file:
+    DataLoader workers re-raise it in the main process, where it must be findable.
+    """
+    try:
+        image = load_image(path)
+        target = get_target(index, *image.shape[-2:])
+        if transform is not None:
+            image, target = transform(image, target)
+    except Exception as e:
+        raise DatasetError(f"sample {index} ({path}): {e}") from e
+    return image, target

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from ssdlib.data.common import DatasetError, load_image, make_target
+from ssdlib.data.common import DatasetError, load_sample, make_target
 
 __all__ = [
     "VOC_CLASSES",
@@ -167,30 +167,20 @@ class VOCDataset(Dataset):
     def annotation_path(self, index: int) -> Path:
         return self.voc_dir / "Annotations" / f"{self.ids[index]}.xml"
 
-    def get_target(self, index: int) -> dict:
-        """Target without decoding the image (uses the XML ``<size>``); for evaluation."""
+    def get_target(self, index: int, height: int | None = None, width: int | None = None) -> dict:
+        """Target of sample ``index`` for an image of ``height`` x ``width`` (the decoded
+        image's size); without them, the XML ``<size>`` (evaluation without decoding)."""
         ann = parse_voc_xml(self.annotation_path(index))
-        if ann.width is None or ann.height is None:
-            raise DatasetError(f"{ann.path}: no <size> element")
+        if height is None or width is None:
+            if ann.width is None or ann.height is None:
+                raise DatasetError(f"{ann.path}: no <size> element")
+            height, width = ann.height, ann.width
         return annotation_to_target(
-            ann, self.class_to_label, self.ids[index], ann.height, ann.width, self.keep_difficult
+            ann, self.class_to_label, self.ids[index], height, width, self.keep_difficult
         )
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
-        path = self.image_path(index)
-        try:
-            image = load_image(path)
-            ann = parse_voc_xml(self.annotation_path(index))
-            h, w = image.shape[-2:]
-            target = annotation_to_target(
-                ann, self.class_to_label, self.ids[index], h, w, self.keep_difficult
-            )
-            if self.transform is not None:
-                image, target = self.transform(image, target)
-        except Exception as e:
-            # DataLoader workers re-raise in the main process; name the sample so it can be found.
-            raise DatasetError(f"sample {index} ({path}): {e}") from e
-        return image, target
+        return load_sample(index, self.image_path(index), self.get_target, self.transform)
 
     def __repr__(self) -> str:
         return f"VOCDataset({self.voc_dir}, split={self.split!r}, n={len(self)})"
