@@ -5,29 +5,11 @@ else ``$SSDLIB_DATA``, else ``data/``. Interrupted downloads resume where they s
 it again. Same as ``python -m ssdlib data coco``.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 
 import _path  # noqa: F401  (repository root on sys.path)
 
-from ssdlib.data.download import DownloadError, get_coco
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--root", default=None, help="data root (default $SSDLIB_DATA or data/)")
-    parser.add_argument("--delete-archives", action="store_true")
-    args = parser.parse_args()
-    try:
-        where = get_coco(args.root, keep_archive=not args.delete_archives)
-    except DownloadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"ready: {where}")
-    return 0
-
+from ssdlib.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["data", "coco", *sys.argv[1:]]))
