@@ -39,6 +39,7 @@ class ModelConfig:
     # imagenet_features (IMAGENET1K_FEATURES: conv layers only, conv6/conv7 fresh)
     backbone_weights: str = "none"
     width: float = 1.0  # channel multiplier of the light backbone
+    first_stride: int = 8  # light backbone: 4 adds a finer first map for small objects
 
 
 @dataclass
@@ -100,7 +101,8 @@ class TrainConfig:
     eval_period: int = 0  # 0: evaluate only at the end
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 if supported, else fp16 on CUDA; off on CPU) | off | bf16 | fp16
+    # auto: CUDA bf16 if supported else fp16; CPU bf16 with AMX/AVX512-BF16 else off | off | bf16 | fp16
+    amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
     max_nonfinite: int = 5  # stop after this many non-finite losses in a row
@@ -200,6 +202,7 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         "model.backbone_weights": (
             cfg.model.backbone_weights, ("none", "imagenet", "imagenet_features")
         ),
+        "model.first_stride": (cfg.model.first_stride, (4, 8)),
         "data.dataset": (cfg.data.dataset, ("voc", "coco", "shapes")),
         "data.augment": (cfg.data.augment, ("ssd", "light", "none")),
         "train.amp": (cfg.train.amp, ("auto", "off", "bf16", "fp16")),
@@ -288,6 +291,10 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool):
+            # YAML 1.1 reads off/no/false as False and on/yes/true as True; for a text option
+            # (train.amp=off) the user meant the word. A wrong word then fails the choices check.
+            return "on" if value else "off"
     raise _type_error(key, source, hint, value)
 
 

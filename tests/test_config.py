@@ -51,6 +51,16 @@ def test_overrides():
     assert load_config("ssd300_voc", ["test.top_k_candidates=400"]).test.top_k_candidates == 400
 
 
+def test_yaml_words_for_text_options(tmp_path):
+    # YAML 1.1 reads `off` as False; train.amp=off must still mean the word.
+    assert load_config("shapes", ["train.amp=off"]).train.amp == "off"
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  amp: off\n")
+    assert load_config(str(path)).train.amp == "off"
+    with pytest.raises(ConfigError, match=r"train.amp is 'on'; expected one of"):
+        load_config("shapes", ["train.amp=yes"])
+
+
 def test_unknown_key_names_key_file_and_valid_keys():
     with pytest.raises(ConfigError) as e:
         load_config("ssd300_voc", ["train.lrr=1"])

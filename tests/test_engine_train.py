@@ -163,3 +163,25 @@ def test_class_count_mismatch_with_a_checkpoint_fails_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="num_classes=3"):
         load_model(tiny(), tmp_path / "model_0000003.pth")
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_amp_auto_follows_the_hardware(monkeypatch):
+    from ssdlib.engine import trainer
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert trainer.resolve_amp("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    assert trainer.resolve_amp("auto", cpu) is None  # emulated bf16 is slower than fp32
+    assert trainer.resolve_amp("off", cpu) is None
+    assert trainer.resolve_amp("bf16", cpu) is torch.bfloat16
+    assert trainer.resolve_amp("fp16", cpu) is torch.float16
+
+
+def test_bf16_channels_last_training_on_the_cpu(tmp_path):
+    cfg = tiny("train.amp=bf16", "train.channels_last=true", "train.max_iter=12", "train.lr=0.05",
+               "train.batch_size=8")  # fmt: skip
+    result = train(cfg, tmp_path, progress=False)
+    assert all(math.isfinite(v) for v in result.losses)
+    assert sum(result.losses[-3:]) / 3 < 0.8 * sum(result.losses[:3]) / 3
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())  # master weights

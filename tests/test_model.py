@@ -75,3 +75,23 @@ def test_vgg_layout_matches_torchvision_ssd():
                                                    num_classes=21).backbone.state_dict()
     renamed = {("l2norm.weight" if k == "scale_weight" else k): v.shape for k, v in tv.items()}
     assert {k: v.shape for k, v in ours.items()} == renamed
+
+
+def test_light_first_stride_4_adds_a_fused_fine_map():
+    from ssdlib.model import LightBackbone
+
+    assert feature_map_sizes(LightBackbone(1.0, 8), 160) == [20, 10, 5, 3, 1]
+    fine = LightBackbone(1.0, 4)
+    assert feature_map_sizes(fine, 160) == [40, 20, 10, 5, 3, 1]
+    assert feature_map_sizes(fine, 150) == [38, 19, 10, 5, 3, 1]  # odd sizes line up too
+    assert fine.out_channels == [32, 64, 128, 192, 128, 128]
+    fine(torch.randn(2, 3, 160, 160))[0].square().mean().backward()
+    # The stride-4 map sees the deeper stride-8 stage through the top-down path, nothing deeper.
+    assert fine.lateral[0].weight.grad.abs().sum() > 0
+    assert fine.stages[0][1][0].weight.grad.abs().sum() > 0
+    assert fine.stages[1][0][0].weight.grad is None
+
+
+def test_first_stride_is_checked():
+    with pytest.raises(ConfigError, match=r"model.first_stride is 2; expected one of \[4, 8\]"):
+        cfg("shapes", "model.first_stride=2")

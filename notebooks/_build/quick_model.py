@@ -9,7 +9,8 @@ weights and the notebooks' checked outputs do not depend on which notebook ran f
 from common import code, md
 
 # Must stay equal to the shapes run of make_04.py (max_iter, lr_steps, warmup_iters).
-QUICK_RECIPE = '["train.batch_size=16", "train.max_iter=120", "train.lr_steps=[80,105]", "train.warmup_iters=20"]'
+QUICK_RECIPE = ('["train.batch_size=16", "train.max_iter=120", "train.lr_steps=[80,105]", '
+                '"train.warmup_iters=20", "train.amp=off"]')
 
 MODEL_MD = md(r"""
 ## The model
@@ -17,7 +18,7 @@ MODEL_MD = md(r"""
 The light SSD trained on Shapes in notebook 04: only 120 iterations of batch 16, so a **weak**
 detector — enough to run every step of this notebook, not to show good numbers. If it is not in
 `outputs/notebooks/shapes_quick` yet, the next cell trains it (about 2 minutes on a 2-core CPU).
-`make demo` trains the same model properly (800 iterations of batch 32) into `outputs/demo/train`:
+`make demo` trains the same model properly (3,000 iterations of batch 32) into `outputs/demo/train`:
 set `USE_DEMO_MODEL = True` to use that one (the numbers below then change).
 """)
 

@@ -36,6 +36,8 @@ __all__ = ["SHAPES_COCO_CAT_IDS", "write_shapes", "ensure_shapes", "atomic_write
 SHAPES_COCO_CAT_IDS: tuple[int, ...] = (1, 2, 3, 5, 7)
 MARKER = "shapes.json"
 
+SHAPES_FILES_VERSION = 2  # 2: JPEG without chroma subsampling
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder + ``os.replace``."""
@@ -47,7 +49,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def _save_jpeg(path: Path, image) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(image).save(tmp, format="JPEG", quality=95)
+    # No chroma subsampling (4:4:4): the default 4:2:0 halves the colour resolution, which
+    # smears the edges of 8-px shapes and cost 0.02 mAP against the rendered images.
+    Image.fromarray(image).save(tmp, format="JPEG", quality=95, subsampling=0)
     os.replace(tmp, path)
 
 
@@ -129,7 +133,7 @@ def write_shapes(
         atomic_write_bytes(voc / "ImageSets/Main" / f"{split}.txt", image_set)
         coco = json.dumps({"images": images, "annotations": anns, "categories": categories})
         atomic_write_bytes(out / "annotations" / f"instances_{split}.json", coco.encode())
-    params = {"num_train": num_train, "num_test": num_test, "image_size": image_size, "seed": seed}
+    params = _marker_params(num_train, num_test, image_size, seed)
     atomic_write_bytes(out / MARKER, json.dumps(params).encode())
     return out
 
@@ -144,7 +148,7 @@ def ensure_shapes(
 ) -> Path:
     """Generate Shapes into ``root`` unless a complete copy with the same parameters is there."""
     root = Path(root)
-    params = {"num_train": num_train, "num_test": num_test, "image_size": image_size, "seed": seed}
+    params = _marker_params(num_train, num_test, image_size, seed)
     marker = root / MARKER
     if marker.is_file():
         try:
@@ -153,3 +157,10 @@ def ensure_shapes(
         except json.JSONDecodeError:
             pass  # unreadable marker: regenerate
     return write_shapes(root, num_train, num_test, image_size, seed, progress)
+
+
+def _marker_params(num_train: int, num_test: int, image_size: int, seed: int) -> dict:
+    # The version changes whenever the generator or the files change, so that an old copy on
+    # disk is regenerated instead of silently evaluated against a different test set.
+    return {"version": SHAPES_FILES_VERSION, "num_train": num_train, "num_test": num_test,
+            "image_size": image_size, "seed": seed}  # fmt: skip

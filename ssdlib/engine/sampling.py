@@ -111,7 +111,9 @@ class SeededDataset(Dataset):
         index, seed = item
         py_state = random.getstate()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # Only the CPU generator: torch.manual_seed also queues CUDA/XPU/MTIA seeding,
+            # formatting a stack trace each time (0.35 ms of a 3 ms Shapes sample).
+            torch.random.default_generator.manual_seed(seed)
             random.seed(seed)
             try:
                 return self.dataset[index]

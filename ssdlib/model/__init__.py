@@ -34,7 +34,7 @@ def build_backbone(cfg: Config) -> torch.nn.Module:
         if cfg.model.backbone_weights != "none":
             raise ConfigError("model.backbone_weights: the light backbone has no pretrained "
                               f"weights; use 'none', got {cfg.model.backbone_weights!r}")  # fmt: skip
-        return LightBackbone(cfg.model.width)
+        return LightBackbone(cfg.model.width, cfg.model.first_stride)
     raise ConfigError(f"model.name {name!r} unknown; expected ssd300_vgg16, ssd512_vgg16, ssd_light")
 
 
