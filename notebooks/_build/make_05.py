@@ -1,7 +1,7 @@
 """Build notebooks/05_evaluation.ipynb."""
 
 from common import COLAB, SETUP, code, md, write
-from quick_model import MODEL_CELL, MODEL_INFO, MODEL_MD
+from quick_model import MODEL_SECTION
 
 cells = [
     md(r"""
@@ -31,9 +31,7 @@ evaluates that one on VOC2007 test instead.
 """),
     COLAB,
     SETUP,
-    MODEL_MD,
-    MODEL_CELL,
-    MODEL_INFO,
+    *MODEL_SECTION,
     md(r"""
 ## The test set
 

@@ -1,7 +1,7 @@
 """Build notebooks/06_demo.ipynb."""
 
 from common import COLAB, SETUP, code, md, write
-from quick_model import MODEL_CELL, MODEL_INFO, MODEL_MD
+from quick_model import MODEL_SECTION
 
 cells = [
     md(r"""
@@ -24,9 +24,7 @@ Library functions used: `SSD.predict`, `ssdlib.viz.draw.draw_detections`,
 """),
     COLAB,
     SETUP,
-    MODEL_MD,
-    MODEL_CELL,
-    MODEL_INFO,
+    *MODEL_SECTION,
     md(r"""
 ## Detections on Shapes test images
 

@@ -61,3 +61,6 @@ print(f"{cfg.model.name}, {model.num_classes} classes {cfg.data.class_names}, "
       f"{len(model.priors)} priors; score threshold for pictures: {SCORE}")
 ''',
 )
+
+# The model section of notebooks 05 and 06, in order: what the model is, load or train it, describe it.
+MODEL_SECTION = [MODEL_MD, MODEL_CELL, MODEL_INFO]
