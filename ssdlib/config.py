@@ -54,6 +54,8 @@ class PriorsConfig:
     )
     variances: list[float] = field(default_factory=lambda: [0.1, 0.2])
     clip: bool = True
+    # Per map: tile the min-size square d x d per location (FaceBoxes' densification); [] = 1s.
+    densify: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +82,11 @@ class DataConfig:
     num_train: int = 0
     num_test: int = 0
     source_size: int = 0
+    # Shapes training only: samples per rendered image (1..8 of its flips and quarter turns,
+    # ssdlib.data.shapes.dihedral_view); the sampler then keeps index order.
+    views: int = 1
+    # Shapes training only: JPEG-encode renderings as the written test files are (quality 95).
+    jpeg: bool = False
 
 
 @dataclass
@@ -182,6 +189,11 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
                 f"{source}: priors.{key} has {len(getattr(p, key))} entries but "
                 f"priors.feature_maps has {n}; expected one per feature map"
             )
+    if p.densify and (len(p.densify) != n or min(p.densify) < 1):
+        raise ConfigError(
+            f"{source}: priors.densify is {p.densify}; expected [] or one integer >= 1 per "
+            f"feature map ({n})"
+        )
     if len(p.variances) != 2:
         raise ConfigError(f"{source}: priors.variances must be [center, size], got {p.variances}")
     if cfg.input.image_size != p.image_size:
@@ -205,6 +217,7 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         "model.first_stride": (cfg.model.first_stride, (4, 8)),
         "data.dataset": (cfg.data.dataset, ("voc", "coco", "shapes")),
         "data.augment": (cfg.data.augment, ("ssd", "light", "none")),
+        "data.views": (cfg.data.views, tuple(range(1, 9))),
         "train.amp": (cfg.train.amp, ("auto", "off", "bf16", "fp16")),
         "test.metric": (cfg.test.metric, ("voc", "coco")),
     }

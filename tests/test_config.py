@@ -61,6 +61,12 @@ def test_yaml_words_for_text_options(tmp_path):
         load_config("shapes", ["train.amp=yes"])
 
 
+def test_shapes_views_range():
+    assert load_config("shapes", ["data.views=8"]).data.views == 8
+    with pytest.raises(ConfigError, match=r"data.views is 9; expected one of \[1, 2"):
+        load_config("shapes", ["data.views=9"])
+
+
 def test_unknown_key_names_key_file_and_valid_keys():
     with pytest.raises(ConfigError) as e:
         load_config("ssd300_voc", ["train.lrr=1"])

@@ -100,6 +100,10 @@ def test_write_shapes_read_by_voc_and_coco_loaders(tmp_path):
             assert torch.equal(t["difficult"], mt["difficult"])
         assert vt["image_id"] == mt["image_id"]
         assert (vi.float() - mi.float()).abs().mean() < 6  # JPEG q95
+    # jpeg=True renders exactly the pixels the loaders decode from the written files.
+    jpeg = ShapesDataset("test", 5, 96, seed=2, jpeg=True)
+    assert all(torch.equal(jpeg[i][0], voc[i][0]) for i in range(5))
+    assert torch.equal(jpeg[1][1]["boxes"], mem[1][1]["boxes"])
     assert json.loads((tmp_path / "shapes.json").read_text())["num_test"] == 5
 
 
@@ -155,3 +159,64 @@ def test_shapes_stand_out_from_what_they_cover():
             around = s.image[ring].astype(float).mean(axis=0)
             # noise, texture and neighbours blur the comparison: ask for a third of the margin
             assert np.linalg.norm(inside - around) > MIN_CONTRAST / 3
+
+
+def _box_of(mask: np.ndarray) -> list[int]:
+    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    return [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]
+
+
+def test_dihedral_views_move_boxes_with_the_pixels():
+    from ssdlib.data.shapes import dihedral_view
+
+    for index in range(12):
+        sample = render_shapes(2, index, 80)
+        images = set()
+        for view in range(8):
+            v = dihedral_view(sample, view)
+            images.add(v.image.tobytes())
+            assert v.image.shape == sample.image.shape and v.image.flags.c_contiguous
+            for k in range(len(v.boxes)):  # boxes stay tight on the moved masks
+                assert v.boxes[k].tolist() == _box_of(v.masks[k])
+            # the pixels under each moved mask are the object's pixels
+            assert sorted(v.image[v.masks[-1]].tolist()) == sorted(
+                sample.image[sample.masks[-1]].tolist()
+            )
+            assert np.array_equal(v.labels, sample.labels)
+        assert np.array_equal(dihedral_view(sample, 0).image, sample.image)
+        assert len(images) == 8
+    with pytest.raises(ValueError, match="view must be in 0..7"):
+        dihedral_view(sample, 8)
+
+
+def test_views_share_renderings_and_a_pass_in_order_renders_each_once(monkeypatch):
+    import ssdlib.data.shapes as shapes_mod
+
+    n_cache = 16
+    monkeypatch.setattr(shapes_mod, "VIEW_CACHE", n_cache)
+    calls = []
+    real = shapes_mod.render_shapes
+    monkeypatch.setattr(shapes_mod, "render_shapes", lambda *a: calls.append(a[1]) or real(*a))
+    ds = ShapesDataset("train", 4 * 2 * n_cache, 48, seed=1, views=4)
+    assert ds.sequential and not ShapesDataset("train", 8).sequential
+    assert len(ds) == 128
+    # A batch of consecutive indices holds distinct renderings; views are n_cache apart.
+    assert [ds.locate(i) for i in (0, 1, n_cache, 3 * n_cache + 5, 4 * n_cache)] == [
+        (0, 0), (1, 0), (0, 1), (5, 3), (n_cache, 0)
+    ]  # fmt: skip
+    seq = [ds[i] for i in range(len(ds))]
+    assert sorted(calls) == list(range(2 * n_cache))  # 32 renderings for 128 samples
+    for i in (0, 3, n_cache + 3, 3 * n_cache + 9, 5 * n_cache + 1):
+        base, view = ds.locate(i)
+        expected = shapes_mod.dihedral_view(real(1, base, 48, "train", False), view)
+        assert torch.equal(seq[i][0], torch.from_numpy(expected.image).permute(2, 0, 1))
+        assert torch.equal(seq[i][1]["boxes"], torch.from_numpy(expected.boxes))
+        assert seq[i][1]["image_id"] == f"train_{base:06d}_v{view}"
+    # Random access (a cold cache) gives the same samples.
+    cold = ShapesDataset("train", len(ds), 48, seed=1, views=4)
+    for i in (77, 2, 120):
+        assert torch.equal(cold[i][0], seq[i][0])
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    with pytest.raises(ValueError, match="views must be in 1..8"):
+        ShapesDataset("train", 8, views=9)

@@ -185,3 +185,23 @@ def test_augment_policies():
         )
     with _pytest.raises(ValueError, match="augmentation policy 'heavy'"):
         build_train_transform(64, policy="heavy")
+
+
+@pytest.mark.parametrize("source,size", [(96, 96), (128, 64), (60, 100), (97, 64)])
+def test_resize_normalize_equals_the_v2_pipeline_bit_for_bit(source, size):
+    from torchvision.transforms import v2
+
+    from ssdlib.data.transforms import DetectionTransform, ResizeNormalize, _finish
+
+    ds = ShapesDataset("train", 6, source, seed=5, return_masks=True)
+    mean, std = (120.0, 115.5, 100.0), (58.0, 57.0, 57.5)
+    fast = ResizeNormalize(size, mean, std)
+    reference = DetectionTransform(v2.Compose(_finish(size, mean, std)))
+    for i in range(len(ds)):
+        image, target = ds[i]
+        a, ta = fast(image, target)
+        b, tb = reference(image, target)
+        assert a.dtype == torch.float32 and a.shape == (3, size, size)
+        assert torch.equal(a, b) and torch.equal(ta["boxes"], tb["boxes"])
+        assert torch.equal(ta["masks"], tb["masks"]) and torch.equal(ta["labels"], tb["labels"])
+        assert torch.equal(image, ds[i][0])  # the input image is not modified in place

@@ -72,3 +72,13 @@ def test_seeded_dataset_is_reproducible_and_leaves_global_rngs_alone():
     assert torch.equal(a[1], b[1]) and a[2] == b[2]
     assert not torch.equal(a[1], c[1])
     assert torch.equal(torch.get_rng_state(), before[0]) and random.getstate() == before[1]
+
+
+def test_unshuffled_sampler_keeps_index_order_across_ranks_and_epochs():
+    order = [i for it in range(6) for i, _ in batch_items(it, 4, 10, seed=0, shuffle=False)]
+    assert order == [*range(10), *range(10), *range(4)]
+    ranks = [[i for b in IterationBatchSampler(12, 2, 0, 0, 3, r, 2, shuffle=False) for i, _ in b]
+             for r in (0, 1)]  # fmt: skip
+    assert ranks == [[0, 1, 4, 5, 8, 9], [2, 3, 6, 7, 10, 11]]
+    assert list(IterationBatchSampler(12, 2, 0, 2, 4, shuffle=False)) == list(
+        IterationBatchSampler(12, 2, 0, 0, 4, shuffle=False))[2:]  # fmt: skip

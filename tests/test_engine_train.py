@@ -47,6 +47,7 @@ class CrashAfter(torch.utils.data.Dataset):
 
     def __init__(self, dataset, n):
         self.dataset, self.n, self.calls = dataset, n, 0
+        self.sequential = getattr(dataset, "sequential", False)  # the sampler reads it
 
     def __len__(self):
         return len(self.dataset)
@@ -58,8 +59,11 @@ class CrashAfter(torch.utils.data.Dataset):
         return self.dataset[i]
 
 
-def test_resumed_run_continues_exactly(tmp_path):
-    cfg = tiny()
+@pytest.mark.parametrize("views", [1, 4])
+def test_resumed_run_continues_exactly(tmp_path, monkeypatch, views):
+    # views=4: Shapes renderings shared by 4 samples in index order (a cache of 4 here).
+    monkeypatch.setattr("ssdlib.data.shapes.VIEW_CACHE", 4)
+    cfg = tiny(f"data.views={views}")
     full = train(cfg, tmp_path / "a", resume=False, progress=False)
 
     # Interrupted during iteration 5 (after the checkpoint of iteration 3), then resumed.
@@ -185,3 +189,24 @@ def test_bf16_channels_last_training_on_the_cpu(tmp_path):
     assert all(math.isfinite(v) for v in result.losses)
     assert sum(result.losses[-3:]) / 3 < 0.8 * sum(result.losses[:3]) / 3
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # master weights
+
+
+class Recording(torch.utils.data.Dataset):
+    def __init__(self, dataset, sequential):
+        self.dataset, self.sequential, self.indices = dataset, sequential, []
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        self.indices.append(i)
+        return self.dataset[i]
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_sequential_datasets_are_read_in_index_order(tmp_path, sequential):
+    cfg = tiny("train.max_iter=3", "train.checkpoint_period=100")
+    data = Recording(build_train_dataset(cfg), sequential)
+    train(cfg, tmp_path, dataset=data, progress=False)
+    assert len(set(data.indices)) == 12  # 3 batches of 4 from 32 images, none twice
+    assert (data.indices == list(range(12))) == sequential

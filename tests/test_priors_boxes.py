@@ -90,3 +90,29 @@ def test_decode_batched():
     for b in range(3):
         assert torch.equal(batched[b], decode(deltas[b], priors))
     torch.testing.assert_close(encode(batched, priors), deltas, atol=1e-4, rtol=1e-4)
+
+
+def test_densified_squares_tile_the_cell():
+    # One 2x2 map, stride 8, 16 px image; densify 2 -> 4 min-size squares per location.
+    pri = generate_priors_from(16, [2], [8], [4], [8], [[2]], clip=False, densify=[2])
+    assert pri.shape == (2 * 2 * (4 + 1 + 2), 4)
+    first = pri[:7] * 16  # location (0, 0), centre (4, 4): offsets +-2 px, row-major
+    assert first[:4, :2].tolist() == [[2, 2], [6, 2], [2, 6], [6, 6]]
+    assert first[:4, 2:].tolist() == [[4, 4]] * 4
+    assert first[4].tolist() == pytest.approx([4, 4, math.sqrt(32), math.sqrt(32)])
+    assert first[5:, :2].tolist() == [[4, 4]] * 2  # s' and ratio boxes keep the centre
+    # location (0, 1) is the same tiling moved by one stride
+    torch.testing.assert_close(pri[7:14, 0] * 16, first[:, 0] + 8)
+    # densify 1 is the plain SSD tiling, bit for bit; counts follow the config
+    plain = generate_priors_from(16, [2], [8], [4], [8], [[2]], clip=False)
+    assert torch.equal(generate_priors_from(16, [2], [8], [4], [8], [[2]], False, [1]), plain)
+    cfg = load_config("shapes", ["priors.densify=[3, 1, 1, 1, 1]"]).priors
+    assert priors_per_map(cfg)[0] == 20 * 20 * (9 + 1 + 2)
+    assert generate_priors(cfg).shape[0] == sum(priors_per_map(cfg))
+
+
+def test_densify_config_is_checked():
+    from ssdlib.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"priors.densify is \[2\]; expected \[\] or one integer"):
+        load_config("shapes", ["priors.densify=[2]"])

@@ -25,9 +25,10 @@ from ssdlib.viz.anchors import (
 CONFIGS = ["ssd300_voc", "ssd512_voc", "ssd300_coco", "shapes"]
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", [*CONFIGS, "shapes:densify"])
 def test_priors_at_is_the_slice_of_generate_priors(name):
-    cfg = load_config(name).priors
+    name, _, dense = name.partition(":")
+    cfg = load_config(name, ["priors.densify=[2, 3, 1, 1, 1]"] if dense else []).priors
     priors = generate_priors(cfg)
     seen = 0
     for k, f in enumerate(cfg.feature_maps):

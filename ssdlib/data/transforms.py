@@ -39,10 +39,11 @@ from collections.abc import Sequence
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 __all__ = [
-    "AUGMENT_POLICIES", "DetectionTransform", "build_train_transform", "build_test_transform",
-    "denormalize",
+    "AUGMENT_POLICIES", "DetectionTransform", "ResizeNormalize", "build_train_transform",
+    "build_test_transform", "denormalize",
 ]  # fmt: skip
 
 PIXEL_MEAN = (123.0, 117.0, 104.0)
@@ -83,6 +84,36 @@ class DetectionTransform:
         return f"DetectionTransform({self.pipeline})"
 
 
+class ResizeNormalize:
+    """Resize to ``S x S`` and normalise, on plain tensors: the same kernels and results as
+    ``DetectionTransform(Compose(Resize, ToDtype, Normalize))``, without wrapping every sample
+    in tv_tensors. That wrapping cost 0.5 of the 0.75 ms per 160 px Shapes sample, which the
+    training process pays serially when it renders its own images (``num_workers=0``)."""
+
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.image_size = image_size
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+        s = self.image_size
+        h, w = image.shape[-2:]
+        boxes = target["boxes"].reshape(-1, 4)
+        if (h, w) != (s, s):
+            image = F.resize_image(image, [s, s], antialias=True)
+            boxes, _ = F.resize_bounding_boxes(boxes, (h, w), [s, s])
+        target = dict(target)
+        scale = torch.tensor([s, s, s, s], dtype=torch.float32)
+        target["boxes"] = (boxes / scale).clamp_(0.0, 1.0)
+        if "masks" in target and (h, w) != (s, s):
+            target["masks"] = F.resize_mask(target["masks"], [s, s])
+        return image.to(torch.float32).sub_(self.mean).div_(self.std), target
+
+    def __repr__(self) -> str:
+        return f"ResizeNormalize(size={self.image_size}, mean={self.mean.flatten().tolist()}, " \
+            f"std={self.std.flatten().tolist()})"
+
+
 def _finish(image_size: int, mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
     return [
         v2.Resize((image_size, image_size), antialias=True),
@@ -99,7 +130,7 @@ def build_train_transform(
     pixel_mean: Sequence[float] = PIXEL_MEAN,
     pixel_std: Sequence[float] = PIXEL_STD,
     policy: str = "ssd",
-) -> DetectionTransform:
+) -> DetectionTransform | ResizeNormalize:
     """SSD training augmentation. In: ``(3, H, W)`` uint8 + pixel boxes; out: ``(3, S, S)``
     float32 + relative boxes ``(N', 4)`` (see the module docstring).
 
@@ -108,6 +139,8 @@ def build_train_transform(
     ``"none"`` resize and normalise, like the test transform."""
     if policy not in AUGMENT_POLICIES:
         raise ValueError(f"augmentation policy {policy!r}: expected one of {AUGMENT_POLICIES}")
+    if policy == "none":
+        return ResizeNormalize(image_size, pixel_mean, pixel_std)
     fill = {tv_tensors.Image: [int(round(m)) for m in pixel_mean], "others": 0}
     steps: list[v2.Transform] = []
     if policy != "none":
@@ -127,9 +160,9 @@ def build_test_transform(
     image_size: int,
     pixel_mean: Sequence[float] = PIXEL_MEAN,
     pixel_std: Sequence[float] = PIXEL_STD,
-) -> DetectionTransform:
+) -> ResizeNormalize:
     """Evaluation preprocessing: resize to ``S x S`` and normalise; boxes become relative."""
-    return DetectionTransform(v2.Compose(_finish(image_size, pixel_mean, pixel_std)))
+    return ResizeNormalize(image_size, pixel_mean, pixel_std)
 
 
 def denormalize(

@@ -149,7 +149,8 @@ def build_train_dataset(cfg: Config, validate: bool = True) -> Dataset:
                                d.augment)  # fmt: skip
     if d.dataset == "shapes":
         # Rendered on the fly: the same pixels write_shapes saves, without JPEG loss or disk.
-        ds = ShapesDataset("train", d.num_train, d.source_size, SHAPES_SEED, tf, d.keep_difficult)
+        ds = ShapesDataset("train", d.num_train, d.source_size, SHAPES_SEED, tf, d.keep_difficult,
+                           views=d.views, jpeg=d.jpeg)  # fmt: skip
         names = ds.class_names
     elif d.dataset == "voc":
         parts = []

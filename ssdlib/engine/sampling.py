@@ -6,6 +6,8 @@ epoch ``p // N`` is a permutation seeded by ``(seed, epoch)`` and the sample is
 ``perm[p % N]``, augmented under its own RNG seed derived from ``(seed, p)``. A run resumed
 at iteration ``i`` thus sees exactly the images and augmentations an uninterrupted run would,
 whatever ``num_workers`` is, and ranks never share samples (rank-strided, no padding).
+``shuffle=False`` replaces the permutation by index order, for datasets whose every index is
+already an independent random draw (a ``sequential`` :class:`~ssdlib.data.ShapesDataset`).
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ def sample_seed(seed: int, position: int) -> int:
 
 class _Permutations:
     """Epoch permutations of ``range(n)``, derived from ``(seed, epoch)`` and cached (the cache
-    is only a speed-up: every entry can be recomputed from its key)."""
+    is only a speed-up: every entry can be recomputed from its key). ``shuffle=False``: the
+    identity every epoch."""
 
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed = n, seed
+    def __init__(self, n: int, seed: int, shuffle: bool = True) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
         self._cache: dict[int, list[int]] = {}
 
-    def __call__(self, epoch: int) -> list[int]:
+    def __call__(self, epoch: int) -> list[int] | range:
+        if not self.shuffle:
+            return range(self.n)
         if epoch not in self._cache:
             if len(self._cache) > 2:
                 self._cache.pop(min(self._cache))
@@ -54,9 +59,10 @@ def batch_items(
     rank: int = 0,
     world_size: int = 1,
     permutations: _Permutations | None = None,
+    shuffle: bool = True,
 ) -> list[tuple[int, int]]:
     """``[(dataset index, augmentation seed), ...]`` of one rank's batch at ``iteration``."""
-    perms = permutations or _Permutations(num_samples, seed)
+    perms = permutations or _Permutations(num_samples, seed, shuffle)
     start = (iteration * world_size + rank) * batch_size
     items = []
     for p in range(start, start + batch_size):
@@ -77,13 +83,14 @@ class IterationBatchSampler(Sampler[list[tuple[int, int]]]):
         max_iter: int,
         rank: int = 0,
         world_size: int = 1,
+        shuffle: bool = True,
     ) -> None:
         if num_samples <= 0:
             raise ValueError("the training dataset is empty")
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
         self.start_iter, self.max_iter = start_iter, max_iter
         self.rank, self.world_size = rank, world_size
-        self._perms = _Permutations(num_samples, seed)
+        self._perms = _Permutations(num_samples, seed, shuffle)
 
     def __len__(self) -> int:
         return max(self.max_iter - self.start_iter, 0)

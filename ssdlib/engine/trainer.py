@@ -292,7 +292,8 @@ def train(
         net = torch.compile(net)
 
     sampler = IterationBatchSampler(len(dataset), t.batch_size, t.seed, start_iter, t.max_iter,
-                                    info.rank, info.world_size)  # fmt: skip
+                                    info.rank, info.world_size,
+                                    shuffle=not getattr(dataset, "sequential", False))  # fmt: skip
     workers = cfg.data.num_workers
     loader = DataLoader(
         SeededDataset(dataset), batch_sampler=sampler, collate_fn=collate, num_workers=workers,

@@ -47,9 +47,8 @@ def build_model(cfg: Config) -> SSD:
             f"priors.feature_maps is {cfg.priors.feature_maps} but {cfg.model.name} at "
             f"{cfg.priors.image_size} px produces maps of sizes {sizes}"
         )
-    head = SSDHead(
-        backbone.out_channels, boxes_per_location(cfg.priors.aspect_ratios), cfg.model.num_classes + 1
-    )
+    per_location = boxes_per_location(cfg.priors.aspect_ratios, cfg.priors.densify or None)
+    head = SSDHead(backbone.out_channels, per_location, cfg.model.num_classes + 1)
     postprocess = {
         "score_threshold": cfg.test.score_threshold,
         "nms_threshold": cfg.test.nms_threshold,

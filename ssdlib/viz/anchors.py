@@ -47,7 +47,7 @@ def prior_index(cfg: PriorsConfig, map_index: int, i: int, j: int) -> int:
     f = cfg.feature_maps[map_index]
     if not (0 <= i < f and 0 <= j < f):
         raise IndexError(f"location ({i}, {j}) outside map {map_index} of size {f}x{f}")
-    per_loc = boxes_per_location(cfg.aspect_ratios)
+    per_loc = boxes_per_location(cfg.aspect_ratios, cfg.densify or None)
     start = sum(fk * fk * n for fk, n in zip(cfg.feature_maps[:map_index], per_loc[:map_index]))
     return start + (i * f + j) * per_loc[map_index]
 
@@ -68,7 +68,8 @@ def priors_at(
         map_index: feature map k (0-based); i, j: row and column on that map.
         min_size, max_size, aspect_ratios: replace the config's values for map k (explorer).
     Returns:
-        (n, 4) float32 cx, cy, w, h relative, n = 2 + 2 len(ratios); with the config's values
+        (n, 4) float32 cx, cy, w, h relative, n = d² + 1 + 2 len(ratios) (d: the map's
+        ``densify``, 1 when unset); with the config's values
         it equals ``generate_priors(cfg)[prior_index(...) : prior_index(...) + n]``.
     """
     prior_index(cfg, map_index, i, j)  # bounds check with a clear message
@@ -79,7 +80,9 @@ def priors_at(
     # Same arithmetic as generate_priors_from (float64, centres from the stride), rounded once.
     scale = cfg.image_size / stride
     cx, cy = (j + 0.5) / scale, (i + 0.5) / scale
-    boxes = torch.tensor(location_priors(cx, cy, lo, hi, ratios, cfg.image_size), dtype=torch.float64)
+    d = cfg.densify[map_index] if cfg.densify else 1
+    boxes = torch.tensor(location_priors(cx, cy, lo, hi, ratios, cfg.image_size, d, stride),
+                         dtype=torch.float64)  # fmt: skip
     boxes = boxes.to(torch.float32)
     return boxes.clamp_(0.0, 1.0) if cfg.clip else boxes
 
