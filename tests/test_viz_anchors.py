@@ -48,7 +48,8 @@ def test_prior_index_walks_every_prior_once():
     sizes = [e - s for s, e in zip(starts, ends)]
     # strictly increasing, and each location holds exactly its map's boxes-per-location
     assert all(s > 0 for s in sizes)
-    assert sizes[0] == 4 and sizes[-1] == 4 and 6 in sizes
+    # shapes densifies maps 0 and 1 (2x2 min-size squares): 4 + 1 + 2 and 4 + 1 + 4 boxes
+    assert sizes[0] == 7 and sizes[20 * 20] == 9 and sizes[-1] == 4 and 6 in sizes
     with pytest.raises(IndexError, match="outside map 0"):
         prior_index(cfg, 0, 20, 0)
 

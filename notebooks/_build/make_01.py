@@ -205,6 +205,34 @@ for name in ("ssd300_voc", "ssd300_coco"):
           f"of priors under 32x32 px")
 """),
     md(r"""
+## Small objects between two centres: densification
+
+A prior matches an object well only when its centre is close to the object's. With an 8 px
+square every 8 px (the first map of the `shapes` config), a 10 px object halfway between two
+centres reaches IoU 0.18 at best, and is trained on the single forced best-prior match.
+FaceBoxes (Zhang et al. 2017, "anchor densification") tiles the small squares several times per
+location: `priors.densify: [2, 2, 1, 1, 1]` puts 2×2 min-size squares at ±stride/4 around each
+centre of the first two maps. Objects of the Shapes test split with a prior at IoU ≥ 0.5:
+"""),
+    code(r"""
+from ssdlib.boxes import box_iou, cxcywh_to_xyxy
+
+test = ShapesDataset("test", 300, image_size=160)
+gt = torch.cat([t["boxes"][~t["difficult"]] for _, t in (test[i] for i in range(len(test)))]) / 160
+side = (gt[:, 2:] - gt[:, :2]).amax(dim=1) * 160
+for dens in ("[1, 1, 1, 1, 1]", "[2, 2, 1, 1, 1]"):
+    q = load_config("shapes", [f"priors.densify={dens}"]).priors
+    pr = generate_priors(q)
+    best = box_iou(gt, cxcywh_to_xyxy(pr)).amax(dim=1)
+    cover = [float((best[(side >= lo) & (side < hi)] >= 0.5).float().mean())
+             for lo, hi in ((0, 16), (16, 32), (32, 161))]
+    print(f"densify {dens}: {pr.shape[0]} priors; IoU >= 0.5 for "
+          f"<16 px {cover[0]:.0%}, 16-32 px {cover[1]:.0%}, >=32 px {cover[2]:.0%}")
+"""),
+    md(r"""
+Measured with `make demo` (same 5,200 iterations, README): test mAP 0.894 → 0.903, and 0.896 →
+0.929 on 500 training-split images the run never drew.
+
 ## SSD512: 24564 boxes
 
 SSD512 adds a 7th map (conv12_2) and keeps the ratios `[2, 3]` on one more map:
@@ -227,6 +255,8 @@ fig_priors_per_map("ssd512_voc")
 - Scales follow $s_k = s_{\min} + \frac{s_{\max}-s_{\min}}{m-1}(k-1)$ in the paper; the configs use
   the Caffe variant (0.1 for conv4_3, then 0.2 … 0.88) and COCO starts smaller (0.07).
 - Shapes: $w = s_k\sqrt{a_r}$, $h = s_k/\sqrt{a_r}$, plus the extra square $\sqrt{s_k s_{k+1}}$.
+- Small squares on a coarse grid leave objects between centres without a good prior:
+  `priors.densify` tiles them (FaceBoxes' densification).
 - `generate_priors(cfg.priors)` returns them as (P, 4) cx, cy, w, h in the order of the heads.
 
 ## Exercises

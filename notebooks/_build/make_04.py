@@ -286,7 +286,7 @@ With two GPUs of 4, iteration 0 covers exactly the 8 images one GPU of 8 would s
 On this machine: the light model on Shapes (`shapes` config), 120 iterations of batch 16 with
 the schedule shortened in proportion (warm-up 20, steps at 80 and 105) — about two minutes on
 two CPU cores, in float32 (`train.amp=off`) so that the outputs checked below are the same on every
-CPU. That is far too short to give a good detector (`make demo` trains 3,500 iterations of batch 32
+CPU. That is far too short to give a good detector (`make demo` trains 5,200 iterations of batch 32
 in about ten minutes), but every part of the loop runs. On a GPU with VOC: the
 real `ssd300_voc` recipe (ImageNet VGG16 backbone, downloaded once), capped at 1000 iterations
 here — the full 120k is a job for the command line (`python -m ssdlib train --config
@@ -375,7 +375,7 @@ assert last < first
     md(r"""
 The confidence loss falls first (most priors are easy background); the localisation loss
 follows once the positives are classified. After 120 small iterations the model is far from
-converged — `make demo` trains the same model for 3,500 iterations of batch 32, the VOC recipe
+converged — `make demo` trains the same model for 5,200 iterations of batch 32, the VOC recipe
 runs 120k.
 
 ## Checkpoints and an exact resume

@@ -388,7 +388,7 @@ plt.show()
 **Reading these numbers.** The quick model of notebook 04 (120 small iterations) is still at the
 stage where it scores every prior low: almost all of its confident detections are background
 errors and it finds almost nothing, whatever the size — a useful baseline for what an
-untrained detector looks like. Run `make demo` (3,500 iterations) and set `USE_DEMO_MODEL = True`
+untrained detector looks like. Run `make demo` (5,200 iterations) and set `USE_DEMO_MODEL = True`
 at the top to see a trained model's profile: confusions and localisation errors take over from
 background errors, and recall grows with object size.
 

@@ -218,13 +218,13 @@ Everything above, for a folder of images:
 
 ```bash
 # a training checkpoint (its config gives the model and the preprocessing)
-python -m ssdlib demo --config shapes --ckpt outputs/demo/train/model_0003500.pth \
+python -m ssdlib demo --config shapes --ckpt outputs/demo/train/model_0005200.pth \
     --images my_images/ --out outputs/pictures --score-threshold 0.5
 # torchvision's COCO SSD300 (downloaded once)
 python -m ssdlib demo --weights torchvision-coco --images my_photos/ --out outputs/pictures
 ```
 
-`make demo` trains the Shapes model for 3,500 iterations and writes pictures, PR curves and the
+`make demo` trains the Shapes model for 5,200 iterations and writes pictures, PR curves and the
 metrics into `outputs/demo`. Here, four Shapes images into a folder and the quick model:
 """),
     code(r"""

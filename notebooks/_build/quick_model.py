@@ -18,7 +18,7 @@ MODEL_MD = md(r"""
 The light SSD trained on Shapes in notebook 04: only 120 iterations of batch 16, so a **weak**
 detector — enough to run every step of this notebook, not to show good numbers. If it is not in
 `outputs/notebooks/shapes_quick` yet, the next cell trains it (about 2 minutes on a 2-core CPU).
-`make demo` trains the same model properly (3,500 iterations of batch 32) into `outputs/demo/train`:
+`make demo` trains the same model properly (5,200 iterations of batch 32) into `outputs/demo/train`:
 set `USE_DEMO_MODEL = True` to use that one (the numbers below then change).
 """)
 

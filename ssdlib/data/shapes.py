@@ -230,7 +230,8 @@ def dihedral_view(sample: ShapesSample, view: int) -> ShapesSample:
     exactly (continuous xyxy: a flip maps ``x`` to ``S - x``; a quarter turn ``(x, y)`` to
     ``(y, S - x)``). The generator is invariant under these maps (uniform positions and angles,
     gradient direction uniform, square texture grid, i.i.d. noise), so every view is another
-    draw from the same distribution, at the cost of a transpose instead of a rendering."""
+    draw from the same distribution, at the cost of a transpose instead of a rendering.
+    ``image`` and ``masks`` are strided views of the input's arrays (no copy)."""
     if not 0 <= view < 8:
         raise ValueError(f"view must be in 0..7, got {view}")
     s = sample.image.shape[0]
@@ -246,9 +247,8 @@ def dihedral_view(sample: ShapesSample, view: int) -> ShapesSample:
         masks = np.rot90(masks, 1, axes=(1, 2)) if masks is not None else None
         boxes = np.stack([boxes[:, 1], s - boxes[:, 2], boxes[:, 3], s - boxes[:, 0]], axis=1)
     return ShapesSample(
-        image=np.ascontiguousarray(image), boxes=boxes.astype(np.float32, copy=False),
-        labels=sample.labels, difficult=sample.difficult, truncated=sample.truncated,
-        masks=np.ascontiguousarray(masks) if masks is not None else None,
+        image=image, boxes=boxes.astype(np.float32, copy=False), labels=sample.labels,
+        difficult=sample.difficult, truncated=sample.truncated, masks=masks,
         visible_area=sample.visible_area,
     )  # fmt: skip
 
@@ -346,7 +346,8 @@ class ShapesDataset(Dataset):
         }
         if self.return_masks:
             target["masks"] = torch.from_numpy(sample.masks[keep])
-        image = torch.from_numpy(sample.image).permute(2, 0, 1).contiguous()
+        # One copy from any (H, W, 3) view, a dihedral one included, straight into (3, H, W).
+        image = torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1)))
         if self.transform is not None:
             image, target = self.transform(image, target)
         return image, target
