@@ -90,8 +90,11 @@ def lab(tmp_path):
 
 
 def status_text(page) -> str:
-    """Text of the explorer's status line (the HTML widget under the picture)."""
-    return page.locator(".jp-OutputArea-output .widget-html").filter(has_text="location (").first.inner_text()
+    """Text of the explorer's status line (the HTML widget under the picture). textContent, not
+    innerText: JupyterLab skips rendering off-screen cells, and innerText of an unrendered
+    element is "" (seen once in a loaded clean-checkout run)."""
+    status = page.locator(".jp-OutputArea-output .widget-html").filter(has_text="location (").first
+    return status.text_content() or ""
 
 
 def test_anchor_explorer_slider_in_jupyterlab(lab, tmp_path):
