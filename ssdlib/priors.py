@@ -29,7 +29,8 @@ def boxes_per_location(
     aspect_ratios: list[list[float]], densify: list[int] | None = None
 ) -> list[int]:
     """Number of default boxes at each location of every feature map: d² min-size squares
-    (d = ``densify[k]``, 1 when not given), the s' square, and 2 per ratio."""
+    (d = ``densify[k]``; 1 everywhere when ``densify`` is None or []), the s' square, and 2
+    per ratio."""
     dens = densify or [1] * len(aspect_ratios)
     return [d * d + 1 + 2 * len(ratios) for ratios, d in zip(aspect_ratios, dens, strict=True)]
 
@@ -109,11 +110,11 @@ def generate_priors(cfg: PriorsConfig) -> torch.Tensor:
     """
     return generate_priors_from(
         cfg.image_size, cfg.feature_maps, cfg.strides, cfg.min_sizes, cfg.max_sizes,
-        cfg.aspect_ratios, cfg.clip, cfg.densify or None,
+        cfg.aspect_ratios, cfg.clip, cfg.densify,
     )  # fmt: skip
 
 
 def priors_per_map(cfg: PriorsConfig) -> list[int]:
     """Number of priors contributed by each feature map (f_k² · boxes per location)."""
-    per_loc = boxes_per_location(cfg.aspect_ratios, cfg.densify or None)
+    per_loc = boxes_per_location(cfg.aspect_ratios, cfg.densify)
     return [f * f * n for f, n in zip(cfg.feature_maps, per_loc)]

@@ -47,7 +47,7 @@ def build_model(cfg: Config) -> SSD:
             f"priors.feature_maps is {cfg.priors.feature_maps} but {cfg.model.name} at "
             f"{cfg.priors.image_size} px produces maps of sizes {sizes}"
         )
-    per_location = boxes_per_location(cfg.priors.aspect_ratios, cfg.priors.densify or None)
+    per_location = boxes_per_location(cfg.priors.aspect_ratios, cfg.priors.densify)
     head = SSDHead(backbone.out_channels, per_location, cfg.model.num_classes + 1)
     postprocess = {
         "score_threshold": cfg.test.score_threshold,

@@ -47,7 +47,7 @@ def prior_index(cfg: PriorsConfig, map_index: int, i: int, j: int) -> int:
     f = cfg.feature_maps[map_index]
     if not (0 <= i < f and 0 <= j < f):
         raise IndexError(f"location ({i}, {j}) outside map {map_index} of size {f}x{f}")
-    per_loc = boxes_per_location(cfg.aspect_ratios, cfg.densify or None)
+    per_loc = boxes_per_location(cfg.aspect_ratios, cfg.densify)
     start = sum(fk * fk * n for fk, n in zip(cfg.feature_maps[:map_index], per_loc[:map_index]))
     return start + (i * f + j) * per_loc[map_index]
 
