@@ -21,10 +21,12 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# One pytest run: unit tests, the browser test and every notebook under nbval, spread over
-# two workers (loadfile keeps a notebook's cells on one kernel).
+# Unit tests and every notebook under nbval, spread over two workers (loadfile keeps a
+# notebook's cells on one kernel); then the JupyterLab browser test on its own, so its kernel
+# and Chromium do not compete with a worker training a model (CI timed it out once that way).
 test: venv lint chromium
-	$(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-sanitize-with $(NBVAL_SANITIZE) tests notebooks
+	$(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-sanitize-with $(NBVAL_SANITIZE) -m "not browser" tests notebooks
+	$(PY) -m pytest -m browser tests/test_browser.py
 
 lint: venv
 	$(VENV)/bin/ruff check ssdlib tests data_setup

@@ -7,6 +7,7 @@ browser is downloaded. Skipped when either is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -53,14 +55,13 @@ def wait_for_server(url: str, proc: subprocess.Popen, timeout: float = 60) -> No
     raise TimeoutError(f"jupyter lab not answering on {url}")
 
 
-@pytest.fixture
-def lab(tmp_path):
-    """A JupyterLab server on a free port, token off, rooted at a copy of the notebook."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium not installed (make chromium)")
-    pytest.importorskip("playwright.sync_api")
+@contextlib.contextmanager
+def jupyter_lab(tmp_path: Path):
+    """A JupyterLab server on a free port, token off, rooted at a copy of the notebook, with its
+    settings, workspaces and runtime files under ``tmp_path`` (nothing from ~/.jupyter leaks in).
+    Yields the base URL."""
     work = tmp_path / "lab"
-    work.mkdir()
+    work.mkdir(parents=True)
     shutil.copy(NOTEBOOK, work / NOTEBOOK.name)  # the committed notebook is never modified
     settings = tmp_path / "settings"
     settings.mkdir()
@@ -70,6 +71,7 @@ def lab(tmp_path):
     }))  # fmt: skip
     port = free_port()
     env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "MPLBACKEND": "Agg",
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}  # fmt: skip
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
            f"--port={port}", "--IdentityProvider.token=", "--ServerApp.password=",
@@ -78,7 +80,7 @@ def lab(tmp_path):
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
     try:
         wait_for_server(f"http://127.0.0.1:{port}/api/status", proc)
-        yield f"http://127.0.0.1:{port}", work
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         try:
@@ -97,11 +99,70 @@ def status_text(page) -> str:
     return status.text_content() or ""
 
 
-def test_anchor_explorer_slider_in_jupyterlab(lab, tmp_path):
+PROMPTS = "[...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent.trim())"
+NOTEBOOK_STATE = f"""() => ({{
+    prompts: {PROMPTS},
+    kernel: document.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status ?? null,
+    dialog: document.querySelector('.jp-Dialog')?.textContent ?? null,
+    errors: [...document.querySelectorAll(
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")]
+            .map(e => e.textContent).filter(t => t.includes('Error')).map(t => t.slice(-800)),
+}})"""
+
+
+class RunAllStalled(AssertionError):
+    """Run All ran no cell at all: the kernel never answered (seen on loaded CI machines)."""
+
+
+def run_all_cells(page, log: Path, stall: float = 120, timeout: float = 300) -> None:
+    """Clear every output, Run All from the Run menu and wait until every code cell has an
+    execution count again (the committed notebook already shows counts, hence the clearing).
+
+    Fails at once, with what the page shows, when a dialog opens or a cell raises (Run All then
+    stops and the later prompts stay empty). Raises ``RunAllStalled`` when no cell has finished
+    after ``stall`` seconds, and fails when not all have after ``timeout``; both report the
+    prompts, the kernel status and the server log."""
+    page.click(".lm-MenuBar-itemLabel:text-is('Edit')", timeout=30_000)
+    page.click(".lm-Menu-itemLabel:text-is('Clear Outputs of All Cells')", timeout=30_000)
+    page.wait_for_function(f"() => !({PROMPTS}).some(x => /\\d/.test(x))", timeout=30_000)
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=30_000)
+    # Exact label: a substring match could also take "Restart Kernel and Run All Cells…".
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=30_000)
+    start = time.monotonic()
+    while True:
+        state = page.evaluate(NOTEBOOK_STATE)
+        done = [re.fullmatch(r"\[\d+\]:?", x) is not None for x in state["prompts"]]
+        if done and all(done):
+            return
+        waited = time.monotonic() - start
+        if state["dialog"] or state["errors"] or waited > timeout or (waited > stall and not any(done)):
+            server_log = log.read_text()[-3000:] if log.exists() else ""
+            report = (f"Run All did not finish in {waited:.0f} s: {json.dumps(state, indent=1)}\n"
+                      f"jupyter lab log (tail):\n{server_log}")  # fmt: skip
+            if not (state["dialog"] or state["errors"] or any(done)):
+                raise RunAllStalled(report)
+            pytest.fail(report)
+        time.sleep(1)
+
+
+def test_anchor_explorer_slider_in_jupyterlab(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium not installed (make chromium)")
+    pytest.importorskip("playwright.sync_api")
+    # One retry, on a fresh server and browser, only when Run All ran no cell at all: a kernel
+    # that never answers is the lab's failure, not the explorer's, and the report is kept.
+    try:
+        explore(tmp_path / "try1")
+    except RunAllStalled as stalled:
+        warnings.warn(f"retrying on a fresh JupyterLab after: {stalled}", stacklevel=1)
+        explore(tmp_path / "try2")
+
+
+def explore(tmp_path: Path) -> None:
+    """Open the notebook, Run All, move the column slider one step and check the redraw."""
     from playwright.sync_api import sync_playwright
 
-    base, _ = lab
-    with sync_playwright() as p:
+    with jupyter_lab(tmp_path) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -109,18 +170,14 @@ def test_anchor_explorer_slider_in_jupyterlab(lab, tmp_path):
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
             # Kernel ready before Run All, so no cell is queued against a starting kernel.
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=60_000)  # fmt: skip
+                                   timeout=120_000)  # fmt: skip
             page.click(".jp-Notebook")
             page.keyboard.press("Escape")
-            page.click("text=Run", timeout=10_000)
-            page.click("text=Run All Cells", timeout=10_000)
-            # Every cell ran: every prompt shows a number, none is pending ("[*]").
-            page.wait_for_function(
-                """() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
-                           .map(e => e.textContent.trim());
-                           return p.length > 0 && p.every(x => /\\[\\d+\\]/.test(x)); }""",
-                timeout=240_000,  # generous: under `pytest -n 2` the other worker trains models
-            )
+            try:
+                run_all_cells(page, tmp_path / "lab.log")
+            except BaseException:
+                page.screenshot(path=str(tmp_path / "run_all_failed.png"))
+                raise
             assert page.locator(".jp-OutputArea-output .jp-OutputArea-executeResult, "
                                 ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
                                 ).filter(has_text="Traceback").count() == 0  # fmt: skip
