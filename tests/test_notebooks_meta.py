@@ -7,6 +7,7 @@ Fast (reads the files only); nbval runs the notebooks themselves.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -70,3 +71,32 @@ def test_committed_executed_top_to_bottom(name):
     assert counts == list(range(1, len(code) + 1)), "executed in order, in one kernel"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"error outputs: {[e.get('ename') for e in errors]}"
+
+
+def _quick_recipe(name: str) -> dict[str, str]:
+    """The overrides of the one ``cfg = load_config("shapes", [...])`` in a notebook's code, as
+    ``{key: value}``: the quick model's recipe (other configs there have other names)."""
+    found = []
+    for cell in _read(name).cells:
+        if cell.cell_type != "code":
+            continue
+        lines = cell.source.splitlines()
+        python = "\n".join(x for x in lines if not x.lstrip().startswith(("%", "!")))  # no magics
+        for node in ast.walk(ast.parse(python)):
+            if not (isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["cfg"]):
+                continue
+            call = node.value
+            if (isinstance(call, ast.Call) and ast.unparse(call.func) == "load_config"
+                    and len(call.args) == 2 and ast.literal_eval(call.args[0]) == "shapes"):  # fmt: skip
+                found.append(dict(o.split("=", 1) for o in ast.literal_eval(call.args[1])))
+    assert len(found) == 1, f"{name}: {len(found)} cfg = load_config('shapes', [...]), expected 1"
+    return found[0]
+
+
+@pytest.mark.parametrize("name", ["05_evaluation.ipynb", "06_demo.ipynb"])
+def test_quick_model_recipe_matches_notebook_04(name):
+    # 05 and 06 load the model notebook 04 saved to outputs/notebooks/shapes_quick, or train it
+    # themselves when 04 has not run: either way it must be the same model, so the same recipe.
+    trained, loaded = _quick_recipe("04_gpu_training.ipynb"), _quick_recipe(name)
+    bookkeeping = {"train.checkpoint_period", "train.keep_checkpoints"}  # do not change the weights
+    assert {k: v for k, v in trained.items() if k not in bookkeeping} == loaded

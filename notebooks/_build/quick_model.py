@@ -8,7 +8,8 @@ weights and the notebooks' checked outputs do not depend on which notebook ran f
 
 from common import code, md
 
-# Must stay equal to the shapes run of make_04.py (max_iter, lr_steps, warmup_iters).
+# Must stay equal to the shapes run of make_04.py: tests/test_notebooks_meta.py checks the
+# committed notebooks (test_quick_model_recipe_matches_notebook_04).
 QUICK_RECIPE = ('["train.batch_size=16", "train.max_iter=120", "train.lr_steps=[80,105]", '
                 '"train.warmup_iters=20", "train.amp=off"]')
 
