@@ -30,7 +30,7 @@ def test_commands_are_registered_beside_the_others():
     assert {"info", "data", "train", "eval", "demo"} <= set(COMMANDS)
 
 
-def test_train_eval_demo(tmp_path, capsys):
+def test_train_eval_demo(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     args = ["train", "--config", "shapes", *TINY, "train.eval_period=3", "--output", str(run)]
     assert main([*args, "--no-progress"]) == 0
@@ -48,7 +48,25 @@ def test_train_eval_demo(tmp_path, capsys):
     assert summary["num_images"] == 6
     assert 0.0 <= summary["voc"]["map"] <= 1.0 and -1.0 <= summary["coco"]["AP"] <= 1.0
     assert set(summary["voc"]["ap"]) <= {"circle", "square", "triangle", "star", "hexagon"}
-    assert (tmp_path / "pr.png").stat().st_size > 0
+    assert (tmp_path / "pr.png").stat().st_size > 0 and summary["dtype"] == "fp32"
+
+    # bf16 weights: the network really runs in bf16, and the JSON says so.
+    import ssdlib.model.ssd as ssd_module
+
+    seen = []
+    prepare = ssd_module.prepare_for_inference
+
+    def spy(model, **kwargs):
+        seen.append(prepare(model, **kwargs).head.cls_heads[0].weight.dtype)
+        return model
+
+    monkeypatch.setattr(ssd_module, "prepare_for_inference", spy)
+    out16 = tmp_path / "eval_bf16.json"
+    code = main(["eval", "--config", "shapes", *TINY, "--ckpt", str(ckpt), "--metric", "voc",
+                 "--dtype", "bf16", "--out", str(out16), "--no-progress"])  # fmt: skip
+    assert code == 0 and seen == [torch.bfloat16]
+    summary16 = json.loads(out16.read_text())
+    assert summary16["dtype"] == "bf16" and summary16["num_images"] == 6
 
     images = tmp_path / "images"
     images.mkdir()

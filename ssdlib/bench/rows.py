@@ -135,9 +135,10 @@ def _random_targets(batch: int, seed: int = 0, max_boxes: int = 20):
     return boxes, labels
 
 
-def train_step_row(s: Settings, pair: Pair) -> Row:
-    """One SGD step (forward, matching, loss, backward, update) on the same batch and boxes."""
-    from ssdlib.engine.trainer import _grads_finite, compute_loss
+def train_step_row(s: Settings, pair: Pair, amp_dtype: torch.dtype | None = None) -> Row:
+    """One SGD step (forward, matching, loss, backward, update) on the same batch and boxes;
+    ours under ``amp_dtype`` autocast when given (``train_step_b8_bf16``), the peer in fp32."""
+    from ssdlib.engine.trainer import _grads_finite, compute_loss, cpu_has_native_bf16
     from ssdlib.loss import MultiBoxLoss
 
     batch = 8 if not s.quick else 1
@@ -153,7 +154,8 @@ def train_step_row(s: Settings, pair: Pair) -> Row:
     def ours_step():
         ours_opt.zero_grad(set_to_none=True)
         x = normalise(images).contiguous(memory_format=torch.channels_last)
-        loc, cls = compute_loss(ours, x, boxes, labels, ours.priors, ours.variances, 0.5, loss_fn)
+        loc, cls = compute_loss(ours, x, boxes, labels, ours.priors, ours.variances, 0.5, loss_fn,
+                                amp_dtype)  # fmt: skip
         (loc + cls).backward()
         ours_opt.step()
 
@@ -164,14 +166,21 @@ def train_step_row(s: Settings, pair: Pair) -> Row:
         peer_opt.step()
 
     ours_s, peer_s = measure_pair(ours_step, peer_step, max(s.repeats - 2, 1), s.heavy_warmup)
-    # engine.train_step also guards against non-finite gradients; say what that costs here.
-    params = list(ours.parameters())
-    guard_s, _ = measure_pair(lambda: _grads_finite(params), None, 3, 1)
     note = (f"SSD300 SGD step, {sum(map(len, boxes))} boxes; ours: engine.compute_loss "
             "(batched match_batch + MultiBoxLoss), channels_last; torchvision: model(images, "
-            f"targets) (per-image matching, its transform); engine.train_step's non-finite "
-            f"gradient guard adds {guard_s * 1e3:.0f} ms" + _quick_note(s, batch, 8))  # fmt: skip
-    return Row("train_step_b8", ours_s, peer_s, note, "<= 0.8x")
+            "targets) (per-image matching, its transform)")  # fmt: skip
+    if amp_dtype is None:
+        # engine.train_step also guards against non-finite gradients; say what that costs here.
+        params = list(ours.parameters())
+        guard_s, _ = measure_pair(lambda: _grads_finite(params), None, 3, 1)
+        note += f"; engine.train_step's non-finite gradient guard adds {guard_s * 1e3:.0f} ms"
+        name, target = "train_step_b8", "<= 0.8x"
+    else:
+        # What train.amp=auto does on this CPU decides whether this row is the one training uses.
+        auto = "bf16" if cpu_has_native_bf16() else "fp32 (no bf16 matrix instructions here)"
+        note = f"bf16 autocast vs torchvision fp32; train.amp=auto trains {auto}; " + note
+        name, target = "train_step_b8_bf16", ""
+    return Row(name, ours_s, peer_s, note + _quick_note(s, batch, 8), target)
 
 
 def match_row(s: Settings) -> Row:
@@ -300,7 +309,7 @@ def cpu_rows(s: Settings, log=print) -> list[Row]:
     steps = [
         ("inference", lambda: inference_rows(s, pair)),
         ("postprocess", lambda: [postprocess_row(s, pair)]),
-        ("train step", lambda: [train_step_row(s, pair)]),
+        ("train step", lambda: [train_step_row(s, pair), train_step_row(s, pair, torch.bfloat16)]),
         ("matching", lambda: [match_row(s)]),
         ("augmentation", lambda: [augment_row(s)]),
         ("VOC mAP", lambda: [voc_row(s)]),

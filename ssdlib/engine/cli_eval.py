@@ -1,12 +1,14 @@
-"""``python -m ssdlib eval --config ... --ckpt PATH [--metric voc|coco|both]``: evaluate a
-checkpoint on the config's test split, print the per-class AP table (and COCO stats) and write
-a metrics JSON (default: next to the checkpoint)."""
+"""``python -m ssdlib eval --config ... --ckpt PATH [--metric voc|coco|both] [--dtype bf16]``:
+evaluate a checkpoint on the config's test split, print the per-class AP table (and COCO stats)
+and write a metrics JSON (default: next to the checkpoint)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+import torch
 
 from ssdlib.engine.errors import USER_ERRORS, report
 
@@ -22,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: test.batch_size")
     parser.add_argument("--workers", type=int, default=None, help="default: data.num_workers")
     parser.add_argument("--device", default=None, help="default: train.device (auto)")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                        help="network weights for inference: bf16 (prepare_for_inference; "
+                             "post-processing stays fp32) is 3-4x faster on CPUs with AMX or "
+                             "AVX512-BF16; the JSON records which was used")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -33,11 +39,14 @@ def run(args: argparse.Namespace) -> int:
     from ssdlib.engine.trainer import resolve_device
     from ssdlib.metrics.coco import STAT_NAMES
     from ssdlib.metrics.voc import format_table
+    from ssdlib.model.ssd import prepare_for_inference
 
     try:
         cfg = load_config(args.config, args.overrides)
         device = resolve_device(args.device or cfg.train.device)
         model = load_model(cfg, args.ckpt, device)
+        if args.dtype == "bf16":
+            model = prepare_for_inference(model, channels_last=True, dtype=torch.bfloat16)
         data = build_test_data(cfg, progress=not args.no_progress)
         metric = args.metric or cfg.test.metric
         metrics = ("voc", "coco") if metric == "both" else (metric,)
@@ -51,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except USER_ERRORS as e:
         return report(e)
+    result.extra["dtype"] = args.dtype
     if result.voc is not None:
         print(format_table(result.voc, data.class_names))
     if result.coco is not None:
