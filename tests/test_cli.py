@@ -78,6 +78,9 @@ def test_train_eval_demo(tmp_path, capsys, monkeypatch):
                  "--out", str(pictures), "--score-threshold", "0.05"])  # fmt: skip
     assert code == 0
     assert sorted(p.name for p in pictures.iterdir()) == ["test_000000.jpg", "test_000001.jpg"]
+    code = main(["demo", "--config", "shapes", *TINY, "--ckpt", str(ckpt), "--images", str(images),
+                 "--out", str(tmp_path / "pictures16"), "--dtype", "bf16"])  # fmt: skip
+    assert code == 0 and seen == [torch.bfloat16] * 2 and len(list((tmp_path / "pictures16").iterdir())) == 2
 
 
 def test_python_m_ssdlib_train_entry_point(tmp_path):

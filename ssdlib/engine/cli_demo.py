@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ssdlib.engine.errors import USER_ERRORS, report
+from ssdlib.engine.inference import add_dtype_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the pictures")
     parser.add_argument("--score-threshold", type=float, default=0.5)
     parser.add_argument("--device", default="auto")
+    add_dtype_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from ssdlib.config import load_config
-    from ssdlib.engine.inference import detect_files, list_images, load_model
+    from ssdlib.engine.inference import detect_files, list_images, load_model, with_inference_dtype
     from ssdlib.engine.trainer import resolve_device
     from ssdlib.viz.draw import draw_detections
 
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
             cfg = load_config(args.config or "shapes", args.overrides)
             model = load_model(cfg, args.ckpt, device)
             class_names = list(cfg.data.class_names)
+        model = with_inference_dtype(model, args.dtype)
         results = detect_files(model, paths, cfg.input.image_size, cfg.input.pixel_mean,
                                cfg.input.pixel_std, device,
                                score_threshold=args.score_threshold)  # fmt: skip

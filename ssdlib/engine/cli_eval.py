@@ -8,9 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from ssdlib.engine.errors import USER_ERRORS, report
+from ssdlib.engine.inference import add_dtype_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: test.batch_size")
     parser.add_argument("--workers", type=int, default=None, help="default: data.num_workers")
     parser.add_argument("--device", default=None, help="default: train.device (auto)")
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
-                        help="network weights for inference: bf16 (prepare_for_inference; "
-                             "post-processing stays fp32) is 3-4x faster on CPUs with AMX or "
-                             "AVX512-BF16; the JSON records which was used")  # fmt: skip
+    add_dtype_argument(parser)  # the metrics JSON records which was used
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -35,18 +31,16 @@ def run(args: argparse.Namespace) -> int:
     from ssdlib.config import load_config
     from ssdlib.engine.datasets import build_test_data
     from ssdlib.engine.evaluator import evaluate, save_pr_curves, write_summary
-    from ssdlib.engine.inference import load_model
+    from ssdlib.engine.inference import load_model, with_inference_dtype
     from ssdlib.engine.trainer import resolve_device
     from ssdlib.metrics.coco import STAT_NAMES
     from ssdlib.metrics.voc import format_table
-    from ssdlib.model.ssd import prepare_for_inference
 
     try:
         cfg = load_config(args.config, args.overrides)
         device = resolve_device(args.device or cfg.train.device)
         model = load_model(cfg, args.ckpt, device)
-        if args.dtype == "bf16":
-            model = prepare_for_inference(model, channels_last=True, dtype=torch.bfloat16)
+        model = with_inference_dtype(model, args.dtype)
         data = build_test_data(cfg, progress=not args.no_progress)
         metric = args.metric or cfg.test.metric
         metrics = ("voc", "coco") if metric == "both" else (metric,)
