@@ -25,13 +25,18 @@ import torch
 from ssdlib.config import PriorsConfig
 
 
+def densify_factors(densify: list[int] | None, num_maps: int) -> list[int]:
+    """The tiling factor d of each of ``num_maps`` maps: ``densify``, or 1 everywhere when it
+    is None or [] (the configs' default)."""
+    return list(densify) if densify else [1] * num_maps
+
+
 def boxes_per_location(
     aspect_ratios: list[list[float]], densify: list[int] | None = None
 ) -> list[int]:
     """Number of default boxes at each location of every feature map: d² min-size squares
-    (d = ``densify[k]``; 1 everywhere when ``densify`` is None or []), the s' square, and 2
-    per ratio."""
-    dens = densify or [1] * len(aspect_ratios)
+    (d from :func:`densify_factors`), the s' square, and 2 per ratio."""
+    dens = densify_factors(densify, len(aspect_ratios))
     return [d * d + 1 + 2 * len(ratios) for ratios, d in zip(aspect_ratios, dens, strict=True)]
 
 
@@ -77,7 +82,7 @@ def generate_priors_from(
         row i, then column j, then the per-location order of :func:`location_priors`.
     """
     per_map = []
-    dens = densify or [1] * len(feature_maps)
+    dens = densify_factors(densify, len(feature_maps))
     for f, stride, lo, hi, ratios, d in zip(
         feature_maps, strides, min_sizes, max_sizes, aspect_ratios, dens, strict=True
     ):

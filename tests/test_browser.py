@@ -135,11 +135,13 @@ def run_all_cells(page, log: Path, stall: float = 120, timeout: float = 300) -> 
         if done and all(done):
             return
         waited = time.monotonic() - start
-        if state["dialog"] or state["errors"] or waited > timeout or (waited > stall and not any(done)):
+        failed = bool(state["dialog"] or state["errors"])
+        stalled = not failed and not any(done) and waited > stall
+        if failed or stalled or waited > timeout:
             server_log = log.read_text()[-3000:] if log.exists() else ""
             report = (f"Run All did not finish in {waited:.0f} s: {json.dumps(state, indent=1)}\n"
                       f"jupyter lab log (tail):\n{server_log}")  # fmt: skip
-            if not (state["dialog"] or state["errors"] or any(done)):
+            if stalled:
                 raise RunAllStalled(report)
             pytest.fail(report)
         time.sleep(1)

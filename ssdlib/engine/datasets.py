@@ -148,7 +148,8 @@ def build_train_dataset(cfg: Config, validate: bool = True) -> Dataset:
     tf = build_train_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std,
                                d.augment)  # fmt: skip
     if d.dataset == "shapes":
-        # Rendered on the fly: the same pixels write_shapes saves, without JPEG loss or disk.
+        # Rendered on the fly, no disk: the pixels write_shapes saves (after a JPEG round trip
+        # when data.jpeg is set), each rendering shared by data.views samples.
         ds = ShapesDataset("train", d.num_train, d.source_size, SHAPES_SEED, tf, d.keep_difficult,
                            views=d.views, jpeg=d.jpeg)  # fmt: skip
         names = ds.class_names

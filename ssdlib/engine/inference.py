@@ -12,6 +12,7 @@ from ssdlib.config import Config, ConfigError
 from ssdlib.data import build_test_transform, load_image
 from ssdlib.engine.checkpoint import load_checkpoint
 from ssdlib.model import SSD, build_model
+from ssdlib.model import ssd as ssd_module
 from ssdlib.postprocess import Detections
 
 __all__ = ["IMAGE_SUFFIXES", "INFERENCE_DTYPES", "add_dtype_argument", "detect_files", "list_images",
@@ -32,10 +33,10 @@ def add_dtype_argument(parser) -> None:
 def with_inference_dtype(model: SSD, name: str) -> SSD:
     """``model`` unchanged for ``"fp32"``; for ``"bf16"`` :func:`prepare_for_inference` with bf16
     weights and channels_last (in place)."""
-    from ssdlib.model import ssd
-
     dtype = INFERENCE_DTYPES[name]
-    return model if dtype is None else ssd.prepare_for_inference(model, channels_last=True, dtype=dtype)
+    if dtype is None:
+        return model
+    return ssd_module.prepare_for_inference(model, channels_last=True, dtype=dtype)
 
 
 def load_model(cfg: Config, ckpt_path: str | os.PathLike, device: torch.device | str = "cpu") -> SSD:

@@ -15,7 +15,7 @@ from torch import nn
 from ssdlib.boxes import box_iou, cxcywh_to_xyxy, encode
 from ssdlib.config import PriorsConfig
 from ssdlib.matching import match
-from ssdlib.priors import boxes_per_location, location_priors
+from ssdlib.priors import boxes_per_location, densify_factors, location_priors
 
 __all__ = [
     "MatchResult",
@@ -80,7 +80,7 @@ def priors_at(
     # Same arithmetic as generate_priors_from (float64, centres from the stride), rounded once.
     scale = cfg.image_size / stride
     cx, cy = (j + 0.5) / scale, (i + 0.5) / scale
-    d = cfg.densify[map_index] if cfg.densify else 1
+    d = densify_factors(cfg.densify, len(cfg.feature_maps))[map_index]
     boxes = torch.tensor(location_priors(cx, cy, lo, hi, ratios, cfg.image_size, d, stride),
                          dtype=torch.float64)  # fmt: skip
     boxes = boxes.to(torch.float32)
