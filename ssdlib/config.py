@@ -171,6 +171,14 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
     return cfg
 
 
+def apply_overrides(cfg: Config, overrides: list[str], source: str = "<overrides>") -> Config:
+    """A copy of ``cfg`` with ``section.key=value`` overrides applied (validated again)."""
+    data = cfg.to_dict()
+    for item in overrides:
+        _apply_override(data, item, source)
+    return config_from_dict(data, source)
+
+
 def dump_config(cfg: Config, path: str | Path | None = None) -> str:
     """YAML text of ``cfg`` (written to ``path`` too when given); ``load_config`` reads it back."""
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)

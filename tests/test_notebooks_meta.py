@@ -100,3 +100,30 @@ def test_quick_model_recipe_matches_notebook_04(name):
     trained, loaded = _quick_recipe("04_gpu_training.ipynb"), _quick_recipe(name)
     bookkeeping = {"train.checkpoint_period", "train.keep_checkpoints"}  # do not change the weights
     assert {k: v for k, v in trained.items() if k not in bookkeeping} == loaded
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_notebook_and_its_jupytext_source_agree(name):
+    # notebooks/NN_name.py (jupytext percent format) is the reviewed source; `make notebooks`
+    # syncs and executes. The two must hold the same cells, sources and nbval tags.
+    import jupytext
+
+    script = NOTEBOOKS / name.replace(".ipynb", ".py")
+    assert script.is_file(), f"{script} is missing (jupytext --set-formats ipynb,py:percent)"
+    paired = jupytext.read(script)
+    committed = _read(name)
+    assert committed.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+
+    def cells(nb):
+        return [(c.cell_type, c.source, sorted(c.metadata.get("tags", []))) for c in nb.cells]
+
+    ours, theirs = cells(paired), cells(committed)
+    assert len(ours) == len(theirs), f"{script.name} has {len(ours)} cells, {name} {len(theirs)}"
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert a == b, f"cell {i} differs between {script.name} and {name}: run `make notebooks`"
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_nbval_markers_are_tags_not_code(name):
+    for i, cell in enumerate(_read(name).cells):
+        assert "NBVAL_" not in cell.source, f"cell {i}: use the nbval-* cell tags"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ssdlib.engine.errors import USER_ERRORS, report
 from ssdlib.engine.inference import add_dtype_argument
+from ssdlib.model.shipped import SHIPPED, load_shipped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt", type=Path, help="training checkpoint")
-    source.add_argument("--weights", help="pretrained weights name (torchvision-coco) or file")
+    source.add_argument("--weights", help="pretrained weights: shapes (shipped), torchvision-coco, or a file")
     parser.add_argument("--images", type=Path, required=True, help="folder of images")
     parser.add_argument("--out", type=Path, required=True, help="folder for the pictures")
     parser.add_argument("--score-threshold", type=float, default=0.5)
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssdlib.config import load_config
+    from ssdlib.config import apply_overrides, load_config
     from ssdlib.engine.inference import detect_files, list_images, load_model, with_inference_dtype
     from ssdlib.engine.trainer import resolve_device
     from ssdlib.viz.draw import draw_detections
@@ -42,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
         if args.weights:
             from ssdlib.model.weights import pretrained_model  # lazily: it may download
 
-            cfg = load_config(args.config or "ssd300_coco_torchvision", args.overrides)
             model, class_names = pretrained_model(args.weights)
+            if args.weights in SHIPPED and not args.config:  # its own preprocessing
+                cfg = apply_overrides(load_shipped(args.weights)[1], args.overrides)
+            else:
+                cfg = load_config(args.config or "ssd300_coco_torchvision", args.overrides)
             model = model.to(device).eval()
         else:
             cfg = load_config(args.config or "shapes", args.overrides)

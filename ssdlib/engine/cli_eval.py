@@ -1,25 +1,36 @@
-"""``python -m ssdlib eval --config ... --ckpt PATH [--metric voc|coco|both] [--dtype bf16]``:
-evaluate a checkpoint on the config's test split, print the per-class AP table (and COCO stats)
-and write a metrics JSON (default: next to the checkpoint)."""
+"""``python -m ssdlib eval (--config ... --ckpt PATH | --weights shapes) [--metric voc|coco|both]
+[--dtype bf16]``: evaluate a checkpoint (or a shipped model, with the config it was trained with)
+on the test split, print the per-class AP table (and COCO stats) and write a metrics JSON
+(default: next to the checkpoint; for ``--weights``, ``eval_<name>.json`` in the working
+directory)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from ssdlib.engine.errors import USER_ERRORS, report
 from ssdlib.engine.inference import add_dtype_argument
+from ssdlib.model.shipped import SHIPPED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="shapes", help="built-in name or YAML path (default shapes)")
+    parser.add_argument("--config", default=None, help="built-in name or YAML path (default shapes; "
+                        "with --weights, the config the model was trained with)")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
-    parser.add_argument("--ckpt", type=Path, required=True, help="checkpoint (model_*.pth)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", type=Path, help="checkpoint (model_*.pth)")
+    source.add_argument("--weights", choices=sorted(SHIPPED), help="a model shipped with ssdlib")
     parser.add_argument("--metric", choices=["voc", "coco", "both"], default=None,
                         help="default: test.metric of the config")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="metrics JSON path")
     parser.add_argument("--pr-curves", type=Path, default=None, help="PNG of the VOC PR curves")
+    parser.add_argument("--analysis", type=Path, default=None, metavar="PREFIX",
+                        help="error types and recall by size: PREFIX.json, PREFIX.png and a table")
+    parser.add_argument("--analysis-score", type=float, default=0.5,
+                        help="score of a confident detection for --analysis (default 0.5)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: test.batch_size")
     parser.add_argument("--workers", type=int, default=None, help="default: data.num_workers")
     parser.add_argument("--device", default=None, help="default: train.device (auto)")
@@ -28,18 +39,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssdlib.config import load_config
+    from ssdlib.config import apply_overrides, load_config
     from ssdlib.engine.datasets import build_test_data
-    from ssdlib.engine.evaluator import evaluate, save_pr_curves, write_summary
+    from ssdlib.engine.evaluator import evaluate, save_figure, save_pr_curves, write_summary
     from ssdlib.engine.inference import load_model, with_inference_dtype
     from ssdlib.engine.trainer import resolve_device
     from ssdlib.metrics.coco import STAT_NAMES
     from ssdlib.metrics.voc import format_table
+    from ssdlib.model.shipped import load_shipped
 
     try:
-        cfg = load_config(args.config, args.overrides)
-        device = resolve_device(args.device or cfg.train.device)
-        model = load_model(cfg, args.ckpt, device)
+        if args.weights:
+            model, shipped_cfg, _ = load_shipped(args.weights)
+            cfg = (load_config(args.config, args.overrides) if args.config
+                   else apply_overrides(shipped_cfg, args.overrides))  # fmt: skip
+            device = resolve_device(args.device or cfg.train.device)
+            model = model.to(device)
+        else:
+            cfg = load_config(args.config or "shapes", args.overrides)
+            device = resolve_device(args.device or cfg.train.device)
+            model = load_model(cfg, args.ckpt, device)
         model = with_inference_dtype(model, args.dtype)
         data = build_test_data(cfg, progress=not args.no_progress)
         metric = args.metric or cfg.test.metric
@@ -59,9 +78,22 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result.voc, data.class_names))
     if result.coco is not None:
         print("  ".join(f"{k} {result.coco[k]:.4f}" for k in STAT_NAMES))
-    out = args.out or args.ckpt.with_name(f"eval_{Path(args.ckpt).stem}.json")
+    if args.out:
+        out = args.out
+    elif args.weights:
+        out = Path(f"eval_{args.weights}.json")
+    else:
+        out = args.ckpt.with_name(f"eval_{Path(args.ckpt).stem}.json")
     write_summary(result, out, data.class_names)
     if args.pr_curves and result.voc is not None:
         save_pr_curves(result.voc, args.pr_curves, data.class_names)
+    if args.analysis:
+        from ssdlib.metrics.analysis import analyze, format_analysis, plot_analysis
+
+        analysis = analyze(result.detections, result.ground_truths, args.analysis_score)
+        print(format_analysis(analysis))
+        args.analysis.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{args.analysis}.json").write_text(json.dumps(analysis, indent=2) + "\n")
+        save_figure(plot_analysis(analysis), Path(f"{args.analysis}.png"))
     print(f"metrics written to {out}", file=sys.stderr)
     return 0

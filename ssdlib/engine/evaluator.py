@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ssdlib.data import collate
 from ssdlib.model import SSD
 
-__all__ = ["EvalResult", "evaluate", "run_inference", "save_pr_curves", "summary_json"]
+__all__ = ["EvalResult", "evaluate", "run_inference", "save_figure", "save_pr_curves", "summary_json"]
 
 
 @dataclass
@@ -36,6 +36,9 @@ class EvalResult:
     voc: dict[str, Any] | None = None
     coco: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: name -> per-image detections of the same forward passes under other post-processing
+    #: settings (``run_inference(variants=...)``).
+    variants: dict[str, list[dict[str, torch.Tensor]]] = field(default_factory=dict)
 
 
 @torch.inference_mode()
@@ -46,25 +49,35 @@ def run_inference(
     device: torch.device | str,
     num_workers: int = 0,
     progress: bool = True,
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
     **postprocess: Any,
 ) -> EvalResult:
     """Detections and ground truths of every sample, in original-image pixels.
 
     ``dataset`` must return test-transformed samples (``build_test_transform``: relative boxes,
     ``target["orig_size"] (2,)`` = (H, W)); ``postprocess`` overrides ``model.postprocess``.
+    ``variants``: ``{name: overrides}`` post-processed from the same network outputs batch by
+    batch (a threshold sweep costs one forward pass; memory holds detections only, never the
+    ``(N, P, K)`` logits of the whole test set).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
                         num_workers=num_workers, pin_memory=device.type == "cuda")  # fmt: skip
+    variants = dict(variants or {})
     ids, dets, gts = [], [], []
+    extra: dict[str, list[dict[str, torch.Tensor]]] = {name: [] for name in variants}
+    weight = next(model.parameters())
     for images, targets in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
-        for det, target in zip(model.predict(images.to(device), **postprocess), targets):
-            h, w = (int(v) for v in target["orig_size"])
+        images = images.to(device, dtype=weight.dtype, memory_format=model.input_memory_format)
+        outputs = model(images)
+        sizes = [tuple(int(v) for v in t["orig_size"]) for t in targets]
+        dets += _in_pixels(model.detect(*outputs, **postprocess), sizes)
+        for name, settings in variants.items():
+            extra[name] += _in_pixels(model.detect(*outputs, **{**postprocess, **settings}), sizes)
+        for target, (h, w) in zip(targets, sizes):
             scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-            d = det.scaled(w, h)
-            dets.append({"boxes": d.boxes.cpu(), "scores": d.scores.cpu(), "labels": d.labels.cpu()})
             gts.append({
                 "boxes": target["boxes"] * scale,
                 "labels": target["labels"],
@@ -72,7 +85,15 @@ def run_inference(
             })  # fmt: skip
             ids.append(target["image_id"])
     model.train(was_training)
-    return EvalResult(ids, dets, gts)
+    return EvalResult(ids, dets, gts, variants=extra)
+
+
+def _in_pixels(detections, sizes: Sequence[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
+    out = []
+    for det, (h, w) in zip(detections, sizes):
+        d = det.scaled(w, h)
+        out.append({"boxes": d.boxes.cpu(), "scores": d.scores.cpu(), "labels": d.labels.cpu()})
+    return out
 
 
 def evaluate(
@@ -88,6 +109,7 @@ def evaluate(
     label_to_cat_id: Mapping[int, int] | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
     **postprocess: Any,
 ) -> EvalResult:
     """Run :func:`run_inference` then the requested metrics (``"voc"`` and/or ``"coco"``).
@@ -104,7 +126,8 @@ def evaluate(
         raise ValueError(f"unknown metric(s) {sorted(unknown)}; expected 'voc' and/or 'coco'")
     if "coco" in metrics and (gt_json is None or label_to_cat_id is None):
         raise ValueError("the COCO metric needs gt_json and label_to_cat_id")
-    result = run_inference(model, dataset, batch_size, device, num_workers, progress, **postprocess)
+    result = run_inference(model, dataset, batch_size, device, num_workers, progress, variants,
+                           **postprocess)  # fmt: skip
     if "voc" in metrics:
         result.voc = voc_metric.evaluate(result.ground_truths, result.detections,
                                          use_07_metric=use_07_metric, class_names=class_names)  # fmt: skip
@@ -150,6 +173,13 @@ def save_pr_curves(voc_result: Mapping[str, Any], path: str | Path, class_names=
     fig, ax = plt.subplots(figsize=(6, 5))
     plot_pr_curves(voc_result, class_names, ax=ax)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure as PNG and close it."""
+    import matplotlib.pyplot as plt
+
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)

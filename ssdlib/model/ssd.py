@@ -58,7 +58,11 @@ class SSD(nn.Module):
         # outputs are decoded in float32 whatever the network ran in.
         weight = next(self.parameters())
         images = images.to(dtype=weight.dtype, memory_format=self.input_memory_format)
-        cls_logits, box_deltas = self(images)
+        return self.detect(*self(images), **overrides)
+
+    def detect(self, cls_logits: torch.Tensor, box_deltas: torch.Tensor, **overrides) -> list[Detections]:
+        """Post-processing of head outputs ``(B, P, K)``, ``(B, P, 4)`` with the model's priors
+        and defaults: one forward pass can be post-processed with several settings."""
         kwargs = {**self.postprocess, **overrides}
         return detect(cls_logits, box_deltas, self.priors, variances=self.variances, **kwargs)
 

@@ -60,6 +60,7 @@ from ssdlib.model.checkpoint_io import (
     load_checkpoint_file,
     ssd_from_reference_checkpoint,
 )
+from ssdlib.model.shipped import SHIPPED, load_shipped
 from ssdlib.model.ssd import SSD
 from ssdlib.model.vgg import _VGG16
 from ssdlib.priors import generate_priors_from
@@ -297,10 +298,14 @@ def ssd300_from_torchvision(state_dict: Mapping[str, torch.Tensor]) -> SSD:
 def pretrained_model(name: str, progress: bool = True) -> tuple[SSD, list[str]]:
     """A ready detector and its class names (background excluded: label l is ``names[l - 1]``).
 
-    ``name``: "torchvision-coco" (downloads ``SSD300_VGG16_Weights.COCO_V1``, 25.1 COCO AP;
+    ``name``: "shapes" (the shipped ``make demo`` model, :mod:`ssdlib.model.shipped`),
+    "torchvision-coco" (downloads ``SSD300_VGG16_Weights.COCO_V1``, 25.1 COCO AP;
     labels are COCO category ids, unused ids named "N/A"), or the path of a torchvision SSD300,
     lufficc/SSD or amdegroot/ssd.pytorch checkpoint (read with ``weights_only=True``).
     """
+    if name in SHIPPED:  # trained detectors inside the package (ssdlib/weights), offline
+        model, cfg, _ = load_shipped(name)
+        return model, list(cfg.data.class_names)
     if name == "torchvision-coco":
         state = load_checkpoint_file(
             cached_download(weight_url(name), check_hash=True, progress=progress)
@@ -308,7 +313,8 @@ def pretrained_model(name: str, progress: bool = True) -> tuple[SSD, list[str]]:
     elif os.path.isfile(name):
         state = load_checkpoint_file(name)
     else:
-        raise ValueError(f"weights {name!r}: expected 'torchvision-coco' or a checkpoint file")
+        raise ValueError(f"weights {name!r}: expected {', '.join(sorted(SHIPPED))}, "
+                         "'torchvision-coco' or a checkpoint file")
     if "backbone.scale_weight" in state:
         return ssd300_from_torchvision(state), list(COCO_V1_CATEGORIES[1:])
     try:

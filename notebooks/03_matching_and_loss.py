@@ -1,0 +1,312 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Matching, box encoding and the MultiBox loss
+#
+# **What you will learn** (about 25 minutes; runs in under a minute on a CPU)
+#
+# - intersection over union (IoU) and how SSD **matches** ground truths to default boxes;
+# - the **encoding** of a matched box as four regression targets, with the variances 0.1 / 0.2;
+# - **hard negative mining**: why only 3 negatives per positive enter the loss;
+# - the **MultiBox loss** $L = (L_{conf} + \alpha L_{loc}) / N$ on a real batch, written from scratch
+#   and checked against `ssdlib.loss.MultiBoxLoss`.
+#
+# Library functions used: `ssdlib.boxes.box_iou`, `encode`, `decode`, `ssdlib.matching.match`,
+# `match_batch`, `ssdlib.loss.hard_negative_mining`, `MultiBoxLoss`.
+
+# %% tags=["nbval-check-output"]
+# Colab only: install the ssdlib package (Colab's own torch, torchvision and ipywidgets stay as
+# they are) and report the GPU. Elsewhere this cell does nothing: the notebooks use the ssdlib
+# installed beside them (`make lab` in a checkout).
+import os
+import subprocess
+import sys
+
+SSDLIB_SOURCE = "git+https://github.com/ssdlib/ssdlib"  # = [project.urls] Repository in pyproject.toml
+if "google.colab" in sys.modules:
+    source = os.environ.get("SSDLIB_SOURCE", SSDLIB_SOURCE)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"ssdlib @ {source}"],
+                          capture_output=True, text=True)
+    if done.returncode:
+        print(f"could not install ssdlib from {source}: "
+              f"{(done.stderr.strip().splitlines() or ['pip failed'])[-1]}")
+    else:
+        print(f"installed ssdlib from {source}")
+    subprocess.run(["nvidia-smi", "-L"], check=False)  # which GPU Colab gave us, if any
+else:
+    print("not in Colab: using the installed ssdlib")
+
+# %% tags=["nbval-ignore-output"]
+# Seeds, device, and where data and outputs live (`ssdlib.course`: $SSDLIB_DATA, else the
+# checkout's data/, else ./data as in Colab; the library then uses the same folder). On a CPU the
+# notebook uses the generated Shapes data; with VOC there and a GPU it switches by itself.
+
+import numpy as np
+import torch
+
+from ssdlib.course import setup_notebook
+
+# %matplotlib inline
+# JPEG keeps the notebooks small on GitHub (the Shapes textures compress badly as PNG).
+# %config InlineBackend.figure_formats = ["jpeg"]
+paths, device = setup_notebook(seed=0)
+DATA, OUTPUTS, HAVE_VOC = paths.data, paths.outputs, paths.have_voc
+
+# %% [markdown]
+# ## IoU
+#
+# $$\mathrm{IoU}(A, B) = \frac{|A \cap B|}{|A \cup B|} = \frac{|A\cap B|}{|A| + |B| - |A \cap B|}$$
+#
+# From scratch for two boxes in (x1, y1, x2, y2), then checked against `box_iou` (torchvision's):
+
+# %% tags=["nbval-check-output"]
+from ssdlib.boxes import box_iou
+
+
+def iou_from_scratch(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+a, b = [0.1, 0.1, 0.5, 0.5], [0.3, 0.2, 0.7, 0.6]
+ours = iou_from_scratch(a, b)
+lib = box_iou(torch.tensor([a]), torch.tensor([b]))[0, 0].item()
+print(f"IoU = {ours:.4f} (from scratch), {lib:.4f} (box_iou)")
+assert abs(ours - lib) < 1e-6
+
+# %% [markdown]
+# ## Matching (section 2.2 of the paper)
+#
+# 1. each ground truth takes its **best** prior, whatever the IoU — so no object is left without a
+#    positive;
+# 2. every other prior takes the ground truth it overlaps most, **if** that IoU is ≥ 0.5;
+# 3. the rest are background (label 0).
+#
+# On a Shapes image with SSD300's 8732 priors:
+
+# %% tags=["nbval-check-output"]
+from ssdlib.config import load_config
+from ssdlib.data import ShapesDataset
+from ssdlib.matching import match
+from ssdlib.priors import generate_priors
+
+p = load_config("ssd300_voc").priors
+priors = generate_priors(p)
+image, target = ShapesDataset("test", 8, image_size=300)[7]
+gt = target["boxes"] / 300                       # relative xyxy, as matching expects
+labels, matched = match(gt, target["labels"], priors, iou_threshold=0.5)
+print(f"{len(gt)} objects, {int((labels > 0).sum())} positive priors, "
+      f"{int((labels == 0).sum())} background")
+for g in range(len(gt)):
+    mine = (matched == gt[g]).all(dim=1) & (labels > 0)
+    print(f"object {g} ({(gt[g, 2] - gt[g, 0]) * 300:.0f}x{(gt[g, 3] - gt[g, 1]) * 300:.0f} px): "
+          f"{int(mine.sum())} priors")
+    assert mine.any(), "every ground truth gets at least one prior"
+
+# %% [markdown]
+# The 19 × 18 px object has no prior with IoU ≥ 0.5 (the smallest priors are 30 px), yet it still
+# gets one: rule 1. The right panel shows how the threshold changes the number of positives.
+
+# %% tags=["nbval-check-output"]
+from ssdlib.viz.figures import fig_matching
+
+fig_matching(0.5)
+
+# %% [markdown]
+# ## Encoding with variances
+#
+# A positive prior $d$ learns to move onto its ground truth $g$. The targets (paper eq. 2, with the
+# "variances" $v_0 = 0.1$, $v_1 = 0.2$ of the Caffe implementation) are
+#
+# $$t_{cx} = \frac{g_{cx} - d_{cx}}{v_0\, d_w},\quad t_{cy} = \frac{g_{cy} - d_{cy}}{v_0\, d_h},\quad
+# t_w = \frac{1}{v_1}\log\frac{g_w}{d_w},\quad t_h = \frac{1}{v_1}\log\frac{g_h}{d_h}.$$
+#
+# Offsets are measured in units of the prior's size (scale invariance) and sizes in log space;
+# dividing by the variances scales the targets to roughly unit spread, which balances
+# $L_{loc}$ against $L_{conf}$. A worked example:
+
+# %% tags=["nbval-check-output"]
+from ssdlib.boxes import decode, encode
+
+d = torch.tensor([[0.50, 0.50, 0.30, 0.30]])     # prior: cx, cy, w, h
+g = torch.tensor([[0.38, 0.30, 0.72, 0.62]])     # ground truth: x1, y1, x2, y2
+g_cx, g_cy, g_w, g_h = 0.55, 0.46, 0.34, 0.32
+by_hand = torch.tensor([[(g_cx - 0.5) / (0.1 * 0.3), (g_cy - 0.5) / (0.1 * 0.3),
+                         torch.log(torch.tensor(g_w / 0.3)) / 0.2,
+                         torch.log(torch.tensor(g_h / 0.3)) / 0.2]])
+t = encode(g, d, variances=(0.1, 0.2))
+print("encode:  ", [round(v, 4) for v in t[0].tolist()])
+print("by hand: ", [round(v, 4) for v in by_hand[0].tolist()])
+assert torch.allclose(t, by_hand, atol=1e-5)
+print("decode(encode(g)) =", [round(v, 4) for v in decode(t, d)[0].tolist()])
+assert torch.allclose(decode(t, d), g, atol=1e-6)
+
+# %% tags=["nbval-check-output"]
+from ssdlib.viz.figures import fig_encoding
+
+fig_encoding()
+
+# %% [markdown]
+# The round trip holds for every matched prior of the image above (targets of all positives,
+# decoded back):
+
+# %% tags=["nbval-check-output"]
+pos = labels > 0
+targets = encode(matched[pos], priors[pos])
+print(f"targets of {int(pos.sum())} positives: mean {[round(v, 2) for v in targets.mean(0).tolist()]}, "
+      f"std {[round(v, 2) for v in targets.std(0).tolist()]}")
+assert torch.allclose(decode(targets, priors[pos]), matched[pos], atol=1e-5)
+
+# %% [markdown]
+# ## Hard negative mining
+#
+# After matching, an image has a few dozen positives and ~8700 negatives. Training on all of them
+# would teach the network mostly "background". SSD keeps, per image, the negatives with the
+# **highest background loss** $-\log p_0$, three for each positive (3:1). Below, the background losses
+# of an untrained light SSD on 8 Shapes images: grey are ignored, red are kept.
+
+# %% tags=["nbval-check-output"]
+from ssdlib.loss import hard_negative_mining
+from ssdlib.viz.figures import background_losses, fig_hard_negatives
+
+bg_loss, batch_labels = background_losses(batch_size=8, seed=0)
+mask = hard_negative_mining(bg_loss, batch_labels, neg_pos_ratio=3)
+num_pos = (batch_labels > 0).sum(dim=1)
+num_neg = (mask & (batch_labels == 0)).sum(dim=1)
+print("positives per image:", num_pos.tolist())
+print("negatives kept:     ", num_neg.tolist())
+assert torch.equal(num_neg, torch.minimum(3 * num_pos, (batch_labels == 0).sum(dim=1)))
+
+# %% tags=["nbval-check-output"]
+fig_hard_negatives()
+
+# %% [markdown]
+# ## The loss on a real batch
+#
+# $$L(x, c, l, g) = \frac{1}{N}\Big(L_{conf}(x, c) + \alpha\, L_{loc}(x, l, g)\Big),$$
+#
+# $N$ = number of positives in the batch, $L_{loc}$ = Smooth-L1 between predicted and target offsets
+# over positives, $L_{conf}$ = cross-entropy over positives and mined negatives, $\alpha = 1$.
+# `MultiBoxLoss` returns the two terms, both already divided by $N$.
+#
+# A batch of 8 augmented Shapes images through the light model of the `shapes` config:
+
+# %% tags=["nbval-check-output"]
+from ssdlib.boxes import encode
+from ssdlib.data import build_train_transform, collate
+from ssdlib.loss import MultiBoxLoss
+from ssdlib.matching import match_batch
+from ssdlib.model import build_model
+
+cfg = load_config("shapes")
+torch.manual_seed(0)
+model = build_model(cfg)
+transform = build_train_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std)
+ds = ShapesDataset("train", 8, image_size=cfg.data.source_size, transform=transform)
+images, targets = collate([ds[i] for i in range(8)])
+cls_logits, box_deltas = model(images)
+labels_b, boxes_b = match_batch([t["boxes"] for t in targets], [t["labels"] for t in targets],
+                                model.priors, cfg.train.iou_threshold)
+target_deltas = encode(boxes_b, model.priors, tuple(cfg.priors.variances))
+loc_loss, cls_loss = MultiBoxLoss(neg_pos_ratio=3)(cls_logits, box_deltas, labels_b, target_deltas)
+print(f"images {tuple(images.shape)}, logits {tuple(cls_logits.shape)}, "
+      f"deltas {tuple(box_deltas.shape)}")
+n_pos = int((labels_b > 0).sum())
+print(f"positives: {n_pos}, loc loss {loc_loss.item():.3f}, "
+      f"cls loss {cls_loss.item():.3f}, total {(loc_loss + cls_loss).item():.3f}")
+print(f"cross-entropy per kept prior: {cls_loss.item() * n_pos / (4 * n_pos):.2f} "
+      f"(uniform guesses over 6 classes would cost log 6 = {np.log(6):.2f})")
+
+# %% [markdown]
+# ### From scratch, checked against `MultiBoxLoss`
+#
+# Written with a per-image loop and a plain sort — slower, but every step visible:
+
+# %% tags=["nbval-check-output"]
+import torch.nn.functional as F
+
+
+def multibox_loss_from_scratch(cls_logits, box_deltas, labels, target_deltas, neg_pos_ratio=3):
+    loc, conf, n_pos = 0.0, 0.0, 0
+    for b in range(labels.shape[0]):
+        pos = labels[b] > 0
+        ce = F.cross_entropy(cls_logits[b], labels[b], reduction="none")       # (P,)
+        bg = -F.log_softmax(cls_logits[b], dim=-1)[:, 0]                         # rank negatives
+        neg_idx = torch.nonzero(~pos).flatten()
+        k = min(neg_pos_ratio * int(pos.sum()), len(neg_idx))
+        hardest = neg_idx[torch.argsort(bg[neg_idx], descending=True, stable=True)[:k]]
+        conf = conf + ce[pos].sum() + ce[hardest].sum()
+        loc = loc + F.smooth_l1_loss(box_deltas[b][pos], target_deltas[b][pos], reduction="sum")
+        n_pos += int(pos.sum())
+    n = max(n_pos, 1)
+    return loc / n, conf / n
+
+
+ref_loc, ref_cls = multibox_loss_from_scratch(cls_logits, box_deltas, labels_b, target_deltas)
+print(f"from scratch: loc {ref_loc.item():.3f}, cls {ref_cls.item():.3f}")
+assert torch.allclose(ref_loc, loc_loss, rtol=1e-5) and torch.allclose(ref_cls, cls_loss, rtol=1e-5)
+
+# %% [markdown]
+# Each positive brings itself and three negatives into $L_{conf}$, so $L_{conf}/N$ is four times the
+# mean cross-entropy of a kept prior. Random initial weights are not uniform guesses: their
+# confident, wrong scores cost more than $\log 6$ per prior — the *hardest* negatives are exactly
+# the confident mistakes. Training (notebook 04) drives both terms down.
+#
+# ## Summary
+#
+# - `match` gives every ground truth its best prior and every prior with IoU ≥ 0.5 its best ground
+#   truth; the rest is background.
+# - `encode` turns a matched box into $(t_{cx}, t_{cy}, t_w, t_h)$ relative to the prior, divided by
+#   the variances (0.1, 0.2); `decode` inverts it exactly.
+# - Hard negative mining keeps the 3 × #positives negatives with the highest background loss.
+# - `MultiBoxLoss` = (Smooth-L1 on positives + cross-entropy on positives and mined negatives) / N.
+#
+# ## Exercises
+#
+# 1. With the image above, how many positives are there at IoU threshold 0.3 and at 0.7?
+# 2. What targets does a prior get that is identical to its ground truth? And one twice as wide?
+# 3. What does `MultiBoxLoss` return for a batch in which no image has an object, and why is that
+#    important?
+#
+# <details><summary>Solution 1</summary>
+#
+# ```python
+# for t in (0.3, 0.7):
+#     lab, _ = match(gt, target["labels"], priors, t)
+#     print(t, int((lab > 0).sum()))
+# ```
+# Many more at 0.3 (loose boxes become positives), almost only the forced ones at 0.7.
+# </details>
+#
+# <details><summary>Solution 2</summary>
+#
+# Identical: all four targets are 0. Twice as wide as the ground truth:
+# $t_w = \log(1/2)/0.2 \approx -3.47$, the others 0.
+# </details>
+#
+# <details><summary>Solution 3</summary>
+#
+# Both terms are 0 (N is clamped to 1 and nothing is selected): no division by zero, so no NaN
+# that would poison the weights — one of the classic SSD training failures.
+#
+# ```python
+# zeros = torch.zeros_like(labels_b)
+# MultiBoxLoss()(cls_logits, box_deltas, zeros, target_deltas)   # (tensor(0.), tensor(0.))
+# ```
+# </details>
