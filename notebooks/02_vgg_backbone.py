@@ -7,6 +7,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -15,6 +19,10 @@
 
 # %% [markdown]
 # # 02 · The VGG16 backbone, L2Norm and the multibox heads
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)][colab]
+#
+# [colab]: https://colab.research.google.com/github/ssdlib/ssdlib/blob/main/notebooks/02_vgg_backbone.ipynb
 #
 # **What you will learn** (about 25 minutes; runs in about a minute on a CPU, random weights, no
 # download)
@@ -36,6 +44,7 @@
 # they are) and report the GPU. Elsewhere this cell does nothing: the notebooks use the ssdlib
 # installed beside them (`make lab` in a checkout).
 import os
+import shutil
 import subprocess
 import sys
 
@@ -49,7 +58,8 @@ if "google.colab" in sys.modules:
               f"{(done.stderr.strip().splitlines() or ['pip failed'])[-1]}")
     else:
         print(f"installed ssdlib from {source}")
-    subprocess.run(["nvidia-smi", "-L"], check=False)  # which GPU Colab gave us, if any
+    if shutil.which("nvidia-smi"):
+        subprocess.run(["nvidia-smi", "-L"], check=False)  # which GPU Colab gave us
 else:
     print("not in Colab: using the installed ssdlib")
 

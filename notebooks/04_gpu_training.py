@@ -7,6 +7,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -15,6 +19,10 @@
 
 # %% [markdown]
 # # 04 · Training: the loop, mixed precision, several GPUs, checkpoints
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)][colab]
+#
+# [colab]: https://colab.research.google.com/github/ssdlib/ssdlib/blob/main/notebooks/04_gpu_training.ipynb
 #
 # **What you will learn** (about 35 minutes; runs in about 2 minutes on a 2-core CPU)
 #
@@ -41,6 +49,7 @@
 # they are) and report the GPU. Elsewhere this cell does nothing: the notebooks use the ssdlib
 # installed beside them (`make lab` in a checkout).
 import os
+import shutil
 import subprocess
 import sys
 
@@ -54,7 +63,8 @@ if "google.colab" in sys.modules:
               f"{(done.stderr.strip().splitlines() or ['pip failed'])[-1]}")
     else:
         print(f"installed ssdlib from {source}")
-    subprocess.run(["nvidia-smi", "-L"], check=False)  # which GPU Colab gave us, if any
+    if shutil.which("nvidia-smi"):
+        subprocess.run(["nvidia-smi", "-L"], check=False)  # which GPU Colab gave us
 else:
     print("not in Colab: using the installed ssdlib")
 
@@ -331,10 +341,11 @@ print(f"iteration 0, 1 GPU x 8: images {[i for i, _ in one_gpu]}")
 # ## A real training run
 #
 # On this machine: the light model on Shapes (`shapes` config), 120 iterations of batch 16 with
-# the schedule shortened in proportion (warm-up 20, steps at 80 and 105) — about two minutes on
-# two CPU cores, in float32 (`train.amp=off`) so that the outputs checked below are the same on every
-# CPU. That is far too short to give a good detector (`make demo` trains 5,200 iterations of batch 32
-# in about ten minutes), but every part of the loop runs. On a GPU with VOC: the
+# the schedule shortened in proportion (warm-up 20, steps at 80 and 105) — well under a minute on
+# two CPU cores (the cell prints its time), in float32 (`train.amp=off`). Its losses differ in the
+# last digits from one CPU to another (other kernels round differently), so the cells below check
+# them with tolerances. That is far too short to give a good detector (`make demo` trains 5,200
+# iterations of batch 32 in about ten minutes), but every part of the loop runs. On a GPU with VOC: the
 # real `ssd300_voc` recipe (ImageNet VGG16 backbone, downloaded once), capped at 1000 iterations
 # here — the full 120k is a job for the command line (`python -m ssdlib train --config
 # ssd300_voc`), which resumes where it stopped if interrupted.
@@ -349,20 +360,24 @@ import tempfile
 
 from IPython.display import clear_output, display
 
+from ssdlib.course import course_overrides
 from ssdlib.engine import train
 from ssdlib.engine.logging import read_metrics
 
-REAL = HAVE_VOC and device.type == "cuda"
+# The real recipe where it can run: VOC in the data folder and a GPU. $SSDLIB_COURSE_OVERRIDES
+# (e.g. "train.max_iter=8 train.batch_size=2") shortens it, or runs it on a CPU with
+# SSDLIB_COURSE_VOC=1, as the tests do on a small VOC-layout folder.
+REAL = HAVE_VOC and (device.type == "cuda" or os.environ.get("SSDLIB_COURSE_VOC") == "1")
 if REAL:
     cfg = load_config("ssd300_voc", ["train.max_iter=1000", "train.checkpoint_period=125",
-                                     "train.keep_checkpoints=0"])
-    CHUNK = 250
+                                     "train.keep_checkpoints=0", *course_overrides()])
+    CHUNK = max(2, cfg.train.max_iter // 4)
 else:
     cfg = load_config("shapes", ["train.batch_size=16", "train.max_iter=120", "train.lr_steps=[80,105]",
                                  "train.warmup_iters=20", "train.checkpoint_period=20",
                                  "train.keep_checkpoints=0", "train.amp=off"])
     CHUNK = 40
-    # DataLoader workers augment single-threaded; the convolutions take the remaining cores.
+    # Shapes renders its images in this process (data.num_workers 0): every core convolves.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) - cfg.data.num_workers))
 
 
@@ -375,7 +390,13 @@ def with_max_iter(cfg, n):
 
 print(f"training {cfg.model.name} on {cfg.data.dataset}, {cfg.train.max_iter} iterations of "
       f"batch {cfg.train.batch_size}, lr {cfg.train.lr}, on {device}")
-run_dir = Path(tempfile.mkdtemp(prefix="ssd_run_"))
+# The VOC run goes where notebook 05 looks for it; the Shapes run is a scratch folder (the quick
+# model is saved for later at the end of this section).
+if REAL:
+    run_dir = OUTPUTS / "ssd300_voc"
+    shutil.rmtree(run_dir, ignore_errors=True)  # this section shows a run from iteration 0
+else:
+    run_dir = Path(tempfile.mkdtemp(prefix="ssd_run_"))
 
 # %% tags=["nbval-ignore-output"]
 # (not compared: timings and the temporary folder)
@@ -410,20 +431,25 @@ print(f"{len(losses)} iterations in {time.perf_counter() - tic:.1f} s "
 # %% [markdown]
 # What was logged (one row per 10 iterations, the mean of those iterations):
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-ignore-output"]
+# (not compared: losses differ in the last digits between CPUs; the asserts check the trend)
 rows = read_metrics(run_dir)
 for r in rows[:: max(1, len(rows) // 6)] + rows[-1:]:
     print(f"iteration {r['iteration']:5d}  loss {r['loss']:7.3f}  (loc {r['loc_loss']:.3f}, "
           f"cls {r['cls_loss']:.3f})  lr {r['lr']:.2e}")
 first, last = np.mean(losses[:10]), np.mean(losses[-10:])
 print(f"mean loss, first 10 iterations {first:.2f} -> last 10 {last:.2f}")
-assert last < first
+assert last < 0.7 * first, (first, last)
+if not REAL:
+    assert rows[-1]["cls_loss"] < 0.6 * rows[0]["cls_loss"] and rows[-1]["loc_loss"] < rows[0]["loc_loss"]
 
 # %% [markdown]
-# The confidence loss falls first (most priors are easy background); the localisation loss
-# follows once the positives are classified. After 120 small iterations the model is far from
-# converged — `make demo` trains the same model for 5,200 iterations of batch 32, the VOC recipe
-# runs 120k.
+# Both parts fall from the first iterations. The confidence loss starts highest — every prior
+# begins with near-uniform class probabilities, and each positive brings three mined negatives —
+# and falls most (above: from about 9 to about 4); the localisation loss falls by about a third.
+# After 120 small iterations the model is far from converged — `make demo` trains the same model
+# for 5,200 iterations of batch 32 (the model that ships with ssdlib, which notebooks 05 and 06
+# use), the VOC recipe runs 120k.
 #
 # ## Checkpoints and an exact resume
 #
@@ -455,32 +481,39 @@ k = 3 * CHUNK // 2
 shutil.copy(run_dir / f"model_{k:07d}.pth", crashed)
 resumed = train(with_max_iter(cfg, 2 * CHUNK), crashed, progress=False)
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-ignore-output"]
+# (not compared: the loss values themselves differ in the last digits between CPUs)
 uninterrupted = losses[k : 2 * CHUNK]
 print("uninterrupted:", [round(x, 4) for x in uninterrupted[:5]], "...")
 print("resumed:      ", [round(x, 4) for x in resumed.losses[:5]], "...")
+if device.type != "cpu":  # cuDNN picks its algorithms per run: equal up to float rounding
+    print("largest difference:", max(abs(a - b) for a, b in zip(resumed.losses, uninterrupted)))
+
+# %% tags=["nbval-check-output"]
 print(f"{len(resumed.losses)} losses after iteration {k}, identical: {resumed.losses == uninterrupted}")
 if device.type == "cpu":
     assert resumed.losses == uninterrupted
-else:  # cuDNN picks its algorithms per run: equal up to float rounding unless made deterministic
-    print("largest difference:", max(abs(a - b) for a, b in zip(resumed.losses, uninterrupted)))
 
 # %% [markdown]
 # The same holds on one GPU (with `torch.use_deterministic_algorithms`) and with DDP, since every
 # rank's batches are derived from the iteration. To continue a stopped job from the command line,
 # run the same command again: `resume="auto"` picks the newest checkpoint in the output folder.
 #
-# We keep this small model for notebooks 05 and 06 (they train the same recipe themselves if the
-# file is not there):
+# We keep this small model (and the VOC run, on a GPU) for notebook 05, which compares it with the
+# trained model that ships with ssdlib:
 
 # %% tags=["nbval-ignore-output"]
 # (not compared: the path depends on the machine)
+from ssdlib.config import dump_config
 from ssdlib.engine import save_checkpoint
 
 QUICK_DIR = OUTPUTS / "notebooks" / "shapes_quick"
-if not REAL and latest_checkpoint(QUICK_DIR) is None:
+if not REAL:
     save_checkpoint(load_checkpoint(latest_checkpoint(run_dir)), QUICK_DIR, cfg.train.max_iter)
-print("quick Shapes model:", latest_checkpoint(QUICK_DIR))
+    dump_config(cfg, QUICK_DIR / "config.yaml")
+    print("quick Shapes model:", latest_checkpoint(QUICK_DIR))
+else:
+    print("the VOC run, for notebook 05:", latest_checkpoint(run_dir))
 
 # %% [markdown]
 # ## When the loss is not finite

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["CoursePaths", "checkout_root", "course_paths", "setup_notebook"]
+__all__ = ["CoursePaths", "checkout_root", "course_overrides", "course_paths", "setup_notebook"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,10 @@ def setup_notebook(seed: int = 0, verbose: bool = True) -> tuple[CoursePaths, to
         print(f"VOC: {paths.voc}" if paths.have_voc else f"VOC not found under {paths.data}: "
               "using the generated Shapes data (enough for this lesson)")  # fmt: skip
     return paths, device
+
+
+def course_overrides() -> list[str]:
+    """Extra ``section.key=value`` overrides for the notebooks' VOC runs, from
+    ``$SSDLIB_COURSE_OVERRIDES`` (space separated): a shorter run on a small GPU, or the tests'
+    one-minute SSD300 run on a CPU."""
+    return os.environ.get("SSDLIB_COURSE_OVERRIDES", "").split()

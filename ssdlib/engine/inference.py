@@ -15,8 +15,8 @@ from ssdlib.model import SSD, build_model
 from ssdlib.model import ssd as ssd_module
 from ssdlib.postprocess import Detections
 
-__all__ = ["IMAGE_SUFFIXES", "INFERENCE_DTYPES", "add_dtype_argument", "detect_files", "list_images",
-           "load_model", "with_inference_dtype"]  # fmt: skip
+__all__ = ["IMAGE_SUFFIXES", "INFERENCE_DTYPES", "add_dtype_argument", "detect_files", "detect_images",
+           "list_images", "load_model", "with_inference_dtype"]  # fmt: skip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 INFERENCE_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
@@ -71,6 +71,31 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 @torch.inference_mode()
+def detect_images(
+    model: SSD,
+    images: Sequence[torch.Tensor],
+    image_size: int,
+    pixel_mean: Sequence[float],
+    pixel_std: Sequence[float],
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    **postprocess,
+) -> list[Detections]:
+    """Detections in each image's own pixels, for ``(3, H, W)`` uint8 images of any sizes
+    (the test transform resizes them to ``image_size`` and normalises)."""
+    transform = build_test_transform(image_size, pixel_mean, pixel_std)
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        batch = torch.stack([transform(img, empty)[0] for img in chunk]).to(device)
+        for img, det in zip(chunk, model.predict(batch, **postprocess)):
+            h, w = img.shape[-2:]
+            d = det.scaled(w, h)
+            out.append(Detections(d.boxes.cpu(), d.scores.cpu(), d.labels.cpu()))
+    return out
+
+
 def detect_files(
     model: SSD,
     paths: Sequence[Path],
@@ -82,14 +107,10 @@ def detect_files(
     **postprocess,
 ) -> list[tuple[torch.Tensor, Detections]]:
     """``(image (3, H, W) uint8, detections in its pixels)`` for every file, in order."""
-    transform = build_test_transform(image_size, pixel_mean, pixel_std)
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     out = []
     for start in range(0, len(paths), batch_size):
         images = [load_image(p) for p in paths[start : start + batch_size]]
-        batch = torch.stack([transform(img, empty)[0] for img in images]).to(device)
-        for img, det in zip(images, model.predict(batch, **postprocess)):
-            h, w = img.shape[-2:]
-            d = det.scaled(w, h)
-            out.append((img, Detections(d.boxes.cpu(), d.scores.cpu(), d.labels.cpu())))
+        dets = detect_images(model, images, image_size, pixel_mean, pixel_std, device, batch_size,
+                             **postprocess)  # fmt: skip
+        out += list(zip(images, dets))
     return out

@@ -1,0 +1,41 @@
+"""Notebook 06 with torchvision's COCO SSD300 in the torch hub cache draws COCO detections on the
+photos (the path a learner with internet takes). The cached file is a stand-in with the real
+file's name and layout and random weights: no download, and the conversion still runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from nbclient import NotebookClient
+
+from ssdlib.model.checkpoint_io import hub_checkpoint_path
+from ssdlib.model.weights import weight_url
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_demo.ipynb"
+
+pytestmark = pytest.mark.slow
+
+
+def test_06_uses_the_cached_coco_weights(tmp_path, monkeypatch):
+    from torchvision.models.detection import ssd300_vgg16
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SSDLIB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SSDLIB_OUTPUTS", str(tmp_path / "outputs"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    cached = hub_checkpoint_path(weight_url("torchvision-coco"))
+    assert str(cached).startswith(str(tmp_path)), cached
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(ssd300_vgg16(weights=None, weights_backbone=None).state_dict(), cached)
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=900, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()  # fmt: skip
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "COCO SSD300 weights: in the cache" in text
+    assert "COCO SSD300: 8732 priors, 90 labels" in text, text[-3000:]
+    assert "OFFLINE" not in text
