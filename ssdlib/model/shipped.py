@@ -77,9 +77,10 @@ def _cpu_name() -> str:
 
 
 def pack_checkpoint(ckpt_path: str | os.PathLike, out: str | os.PathLike, metrics: dict[str, Any],
-                    command: str) -> Path:  # fmt: skip
+                    command: str, overrides: list[str] | None = None, note: str = "") -> Path:  # fmt: skip
     """Write a training checkpoint as a shipped file (float16 weights + config + meta) and its
-    ``.md`` description beside it. Refuses weights that are not finite."""
+    ``.md`` description beside it. ``overrides`` change the stored config's evaluation settings
+    (``test.*``), recorded in the meta. Refuses weights that are not finite."""
     from ssdlib.engine.checkpoint import atomic_write, load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
@@ -88,6 +89,13 @@ def pack_checkpoint(ckpt_path: str | os.PathLike, out: str | os.PathLike, metric
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise ValueError(f"{ckpt_path}: {key} is not finite; refusing to ship it")
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    config = ckpt["config"]
+    if overrides:
+        from ssdlib.config import apply_overrides
+
+        if any(not o.startswith("test.") for o in overrides):
+            raise ValueError(f"overrides {overrides}: only test.* settings may differ from training")
+        config = apply_overrides(config_from_dict(config, str(ckpt_path)), overrides).to_dict()
     for key, value in half.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise ValueError(f"{ckpt_path}: {key} overflows float16")
@@ -98,12 +106,14 @@ def pack_checkpoint(ckpt_path: str | os.PathLike, out: str | os.PathLike, metric
         "cpu": _cpu_name(),
         "torch": str(torch.__version__),
         "metrics": metrics,
+        "overrides": list(overrides or []),
+        "note": note,
     }
     buffer = io.BytesIO()
-    torch.save({"model": half, "config": ckpt["config"], "meta": meta}, buffer)
+    torch.save({"model": half, "config": config, "meta": meta}, buffer)
     out = Path(out)
     atomic_write(out, buffer.getvalue())
-    atomic_write(out.with_suffix(".md"), describe(meta, ckpt["config"]).encode())
+    atomic_write(out.with_suffix(".md"), describe(meta, config).encode())
     return out
 
 
@@ -122,6 +132,8 @@ def describe(meta: dict[str, Any], config: dict[str, Any]) -> str:
         f"AP50 {m['coco_ap50']:.4f}, AP75 {m['coco_ap75']:.4f} (float32 weights, before the float16 "
         "packing)",
         "- stored: float16 state dict (the network runs in float32 after loading)",
+        *([f"- evaluation settings changed from the training config: {', '.join(meta['overrides'])}"
+           + (f"; {meta['note']}" if meta.get("note") else "")] if meta.get("overrides") else []),
         "",
         "Re-measure: `python -m ssdlib eval --weights shapes --metric both`.",
         "",
@@ -136,11 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics", type=Path, required=True, help="metrics.json of make demo / eval")
     p.add_argument("--command", required=True, help="the command that trained it")
     p.add_argument("--out", type=Path, default=WEIGHTS_DIR / SHIPPED["shapes"])
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   help="test.* override stored with the model (repeatable)")
+    p.add_argument("--note", default="", help="a sentence on the overrides, stored in the meta")
     args = p.parse_args(argv)
     raw = json.loads(args.metrics.read_text())
     metrics = {"voc07_map": raw["voc"]["map"], "coco_ap": raw["coco"]["AP"],
                "coco_ap50": raw["coco"]["AP50"], "coco_ap75": raw["coco"]["AP75"]}  # fmt: skip
-    print(pack_checkpoint(args.ckpt, args.out, metrics, args.command))
+    print(pack_checkpoint(args.ckpt, args.out, metrics, args.command, args.overrides, args.note))
     return 0
 
 
