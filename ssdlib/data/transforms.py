@@ -41,12 +41,13 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from ssdlib.config import CAFFE_PIXEL_MEAN
+
 __all__ = [
     "AUGMENT_POLICIES", "DetectionTransform", "ResizeNormalize", "build_train_transform",
     "build_test_transform", "denormalize",
 ]  # fmt: skip
 
-PIXEL_MEAN = (123.0, 117.0, 104.0)
 PIXEL_STD = (1.0, 1.0, 1.0)
 
 
@@ -127,7 +128,7 @@ AUGMENT_POLICIES = ("ssd", "light", "none")
 
 def build_train_transform(
     image_size: int,
-    pixel_mean: Sequence[float] = PIXEL_MEAN,
+    pixel_mean: Sequence[float] = CAFFE_PIXEL_MEAN,
     pixel_std: Sequence[float] = PIXEL_STD,
     policy: str = "ssd",
 ) -> DetectionTransform | ResizeNormalize:
@@ -155,7 +156,7 @@ def build_train_transform(
 
 def build_test_transform(
     image_size: int,
-    pixel_mean: Sequence[float] = PIXEL_MEAN,
+    pixel_mean: Sequence[float] = CAFFE_PIXEL_MEAN,
     pixel_std: Sequence[float] = PIXEL_STD,
 ) -> ResizeNormalize:
     """Evaluation preprocessing: resize to ``S x S`` and normalise; boxes become relative."""
@@ -164,7 +165,7 @@ def build_test_transform(
 
 def denormalize(
     image: torch.Tensor,
-    mean: Sequence[float] = PIXEL_MEAN,
+    mean: Sequence[float] = CAFFE_PIXEL_MEAN,
     std: Sequence[float] = PIXEL_STD,
 ) -> torch.Tensor:
     """Undo the normalisation for drawing: ``(..., 3, H, W)`` float -> same shape uint8."""

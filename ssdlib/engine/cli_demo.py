@@ -2,7 +2,7 @@
 
 Weights from a training checkpoint (``--config ... --ckpt PATH``) or a pretrained model
 (``--weights torchvision-coco`` or a reference checkpoint file, see
-``ssdlib.model.weights.pretrained_model``; its preprocessing is the config's input section,
+``ssdlib.model.pretrained_model``; its preprocessing is the config's input section,
 default ``ssd300_coco_torchvision``)."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         paths = list_images(args.images)
         if args.weights:
-            from ssdlib.model.weights import pretrained_model  # lazily: it may download
+            from ssdlib.model import pretrained_model
 
             model, class_names = pretrained_model(args.weights)
             if args.weights in SHIPPED and not args.config:  # its own preprocessing

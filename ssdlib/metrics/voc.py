@@ -31,17 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from ssdlib.metrics.common import as_numpy, class_name
 from ssdlib.metrics.curves import precision_recall, voc_ap
 
 # IoU blocks hold at most this many (detection, gt) pairs, bounding memory on crowded images.
 _BLOCK_PAIRS = 1 << 20
-
-
-def _to_numpy(x: Any, dtype: Any) -> np.ndarray:
-    """A torch tensor, numpy array or nested list as a numpy array of ``dtype``."""
-    if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=dtype)
 
 
 def _flatten(
@@ -62,14 +56,14 @@ def _flatten(
     columns: dict[str, list[np.ndarray]] = {k: [] for k in ("boxes", *keys)}
     counts = np.zeros(len(items), dtype=np.int64)
     for i, item in enumerate(items):
-        boxes = _to_numpy(item["boxes"], np.float64).reshape(-1, 4)
+        boxes = as_numpy(item["boxes"], np.float64).reshape(-1, 4)
         counts[i] = n = boxes.shape[0]
         columns["boxes"].append(boxes)
         for k in keys:
             if k == "difficult" and item.get(k) is None:
                 columns[k].append(np.zeros(n, dtype=bool))
                 continue
-            values = _to_numpy(item[k], dtypes[k]).reshape(-1)
+            values = as_numpy(item[k], dtypes[k]).reshape(-1)
             if values.shape[0] != n:
                 raise ValueError(f"image {i}: {n} boxes but {values.shape[0]} {k}")
             columns[k].append(values)
@@ -293,15 +287,6 @@ def evaluate(
     if verbose:
         print(format_table(result, class_names))
     return result
-
-
-def class_name(label: int, class_names: Sequence[str] | Mapping[int, str] | None) -> str:
-    """Display name of ``label``: a mapping is keyed by label, a sequence by ``label - 1``."""
-    if isinstance(class_names, Mapping):
-        return str(class_names.get(label, label))
-    if class_names is not None and 1 <= label <= len(class_names):
-        return str(class_names[label - 1])  # foreground names; label 0 is background
-    return str(label)
 
 
 def per_class_ap(
