@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ssdlib.engine.errors import USER_ERRORS, report
 from ssdlib.engine.inference import add_dtype_argument
-from ssdlib.model.shipped import SHIPPED, load_shipped
+from ssdlib.model import load_shipped, pretrained_model
+from ssdlib.model.shipped import SHIPPED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +42,6 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         paths = list_images(args.images)
         if args.weights:
-            from ssdlib.model import pretrained_model
-
             model, class_names = pretrained_model(args.weights)
             if args.weights in SHIPPED and not args.config:  # its own preprocessing
                 cfg = apply_overrides(load_shipped(args.weights)[1], args.overrides)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ssdlib.engine.trainer import resolve_device
     from ssdlib.metrics.coco import STAT_NAMES
     from ssdlib.metrics.voc import format_table
-    from ssdlib.model.shipped import load_shipped
+    from ssdlib.model import load_shipped
 
     try:
         if args.weights:

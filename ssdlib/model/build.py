@@ -15,7 +15,7 @@ import torch
 
 from ssdlib.config import VOC_CLASS_NAMES, Config, ConfigError, load_config
 from ssdlib.io import CheckpointError, load_checkpoint_file
-from ssdlib.model import convert, pretrained
+from ssdlib.model import convert, pretrained, shipped
 from ssdlib.model.heads import SSDHead
 from ssdlib.model.light import LightBackbone
 from ssdlib.model.ssd import SSD
@@ -28,6 +28,7 @@ __all__ = [
     "build_backbone",
     "build_model",
     "feature_map_sizes",
+    "load_shipped",
     "pretrained_model",
     "ssd300_from_torchvision",
     "ssd_from_reference_checkpoint",
@@ -154,6 +155,15 @@ def ssd_from_reference_checkpoint(
     return model
 
 
+def load_shipped(name: str) -> tuple[SSD, Config, dict]:
+    """``(model, config, meta)`` of a detector shipped in the package
+    (:mod:`ssdlib.model.shipped`): float32, eval mode, on the CPU."""
+    cfg, state, meta = shipped.read_shipped(name)
+    model = build_model(cfg)
+    model.load_state_dict(state)
+    return model.eval(), cfg, meta
+
+
 # Detector names of pretrained.WEIGHTS -> (model from the downloaded state dict, class names).
 DETECTORS: dict[str, tuple[Callable[[Mapping[str, torch.Tensor]], SSD], tuple[str, ...]]] = {
     "torchvision-coco": (ssd300_from_torchvision, convert.COCO_V1_CATEGORIES[1:]),
@@ -163,16 +173,21 @@ DETECTORS: dict[str, tuple[Callable[[Mapping[str, torch.Tensor]], SSD], tuple[st
 def pretrained_model(name: str, progress: bool = True) -> tuple[SSD, list[str]]:
     """A ready detector and its class names (background excluded: label l is ``names[l - 1]``).
 
-    ``name``: one of :data:`DETECTORS` ("torchvision-coco" downloads
+    ``name``: a shipped model ("shapes", the ``make demo`` model, :mod:`ssdlib.model.shipped`),
+    one of :data:`DETECTORS` ("torchvision-coco" downloads
     ``SSD300_VGG16_Weights.COCO_V1``, 25.1 COCO AP; labels are COCO category ids, unused ids
     named "N/A"), or the path of a torchvision SSD300, lufficc/SSD or amdegroot/ssd.pytorch
     checkpoint (read with ``weights_only=True``). In eval mode.
     """
+    if name in shipped.SHIPPED:  # trained detectors inside the package (ssdlib/weights), offline
+        model, cfg, _ = load_shipped(name)
+        return model, list(cfg.data.class_names)
     if name in DETECTORS:
         from_state, names = DETECTORS[name]
         return from_state(pretrained.fetch_weights(name, progress)).eval(), list(names)
     if not os.path.isfile(name):
-        raise ValueError(f"weights {name!r}: expected one of {list(DETECTORS)} or a checkpoint file")
+        raise ValueError(f"weights {name!r}: expected one of {sorted(shipped.SHIPPED)}, "
+                         f"{list(DETECTORS)} or a checkpoint file")  # fmt: skip
     state = load_checkpoint_file(name)
     if "backbone.scale_weight" in state:
         return ssd300_from_torchvision(state), list(convert.COCO_V1_CATEGORIES[1:])
