@@ -75,3 +75,16 @@ def count_flops(model: torch.nn.Module, images: torch.Tensor) -> int:
     with counter, torch.inference_mode():
         model(images)
     return int(counter.get_total_flops())
+
+
+def random_targets(batch: int, seed: int = 0, max_boxes: int = 20):
+    """B images' ground truth: 1..max_boxes boxes each, xyxy relative, labels 1..20."""
+    g = torch.Generator().manual_seed(seed)
+    boxes, labels = [], []
+    for _ in range(batch):
+        n = int(torch.randint(1, max_boxes + 1, (1,), generator=g))
+        lo = torch.rand(n, 2, generator=g) * 0.8
+        hi = (lo + 0.02 + torch.rand(n, 2, generator=g) * 0.5).clamp(max=1.0)
+        boxes.append(torch.cat([lo, hi], dim=1))
+        labels.append(torch.randint(1, 21, (n,), generator=g))
+    return boxes, labels

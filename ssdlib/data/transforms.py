@@ -11,25 +11,18 @@ Training (Liu et al. 2016, sec. 2.2 / 3.6): photometric distortion -> zoom-out o
 filled with the pixel mean (side x1..x4, p=0.5) -> IoU-constrained random crop -> drop
 boxes that became degenerate -> horizontal flip -> resize to ``S x S``.
 
-Randomness comes from torch's global RNG. Each DataLoader worker seeds torch with
-``base_seed + worker_id`` (``base_seed`` drawn from the main process' torch RNG or from the
-loader's ``generator``), so ``torch.manual_seed(k)`` before building the loader makes the
-augmentation stream reproducible for a fixed ``num_workers``.
+Randomness comes from torch's global RNG. Training seeds it per sample
+(:class:`ssdlib.engine.sampling.SeededDataset`: a seed derived from ``(train.seed, position)``
+before each transform), so the augmentation of every sample is the same whatever
+``num_workers`` is and across a resume; called directly, ``torch.manual_seed(k)`` first makes
+it reproducible.
 
 Where target matching happens: in the training step, batched (``ssdlib.matching.match_batch``
-+ ``ssdlib.boxes.encode``), not in the data workers, which stay pure augmentation.
-Measured with ``python data_setup/bench_matching.py`` (batch 32 Shapes images after this
-training transform, 97 boxes, SSD300's 8732 priors, 2-core CPU, no GPU in that session):
-
-- in-worker, ``match`` + ``encode`` per image, 1 thread: 33.6 ms per batch (1.05 ms/image,
-  against ~13 ms/image for the augmentation itself, i.e. +8 % worker time);
-- in-step, ``match_batch`` + ``encode``, 1 thread: 64.3 ms; 2 threads: 34.6 ms per batch.
-
-So on a CPU-only machine batching does not win (the padded ``(B, G_max, P)`` IoU costs more
-than it saves) and the two are a wash; on a GPU the batched version is a handful of kernels
-on tensors already there (run the script there to get the number). We still match in the step
-because it keeps the priors and IoU threshold (model config) out of the datasets, lets the same
-dataset serve training and evaluation, and moves the work to the GPU when there is one.
++ ``ssdlib.boxes.encode``), not in the data workers, which stay pure augmentation: it keeps the
+priors and IoU threshold (model config) out of the datasets, lets the same dataset serve
+training and evaluation, and puts the work on the GPU when there is one.
+``python data_setup/bench_matching.py`` times both placements (in-worker per image with one
+thread, in-step batched on the CPU and on CUDA) on the machine at hand.
 """
 
 from __future__ import annotations
