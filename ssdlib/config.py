@@ -118,7 +118,7 @@ class TrainConfig:
 
 
 @dataclass
-class TestConfig:
+class EvalConfig:
     score_threshold: float = 0.01
     nms_threshold: float = 0.45
     max_per_image: int = 100
@@ -136,7 +136,7 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    test: TestConfig = field(default_factory=TestConfig)
+    test: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ssdlib.cli import add_dtype_argument
 from ssdlib.engine.errors import USER_ERRORS, report
-from ssdlib.engine.inference import add_dtype_argument
 from ssdlib.model import load_shipped, pretrained_model
 from ssdlib.model.shipped import SHIPPED
 

@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from ssdlib.cli import add_dtype_argument
 from ssdlib.engine.errors import USER_ERRORS, report
-from ssdlib.engine.inference import add_dtype_argument
 from ssdlib.model.shipped import SHIPPED
 
 

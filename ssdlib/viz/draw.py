@@ -71,7 +71,7 @@ def plot_losses(log_path: str | os.PathLike, out_path: str | os.PathLike | None 
     """
     import matplotlib.pyplot as plt
 
-    from ssdlib.engine.logging import read_metrics
+    from ssdlib.engine.run_log import read_metrics
 
     rows = [r for r in read_metrics(log_path) if "loss" in r]
     if not rows:

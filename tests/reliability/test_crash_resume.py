@@ -27,7 +27,7 @@ from reliability_helpers import write_config
 from ssdlib.config import load_config
 from ssdlib.engine import train
 from ssdlib.engine.checkpoint import POINTER, latest_checkpoint, list_checkpoints, load_checkpoint
-from ssdlib.engine.logging import MetricsLogger, read_metrics
+from ssdlib.engine.run_log import MetricsLogger, read_metrics
 from ssdlib.io import CheckpointError
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL and /proc/self/fd")
