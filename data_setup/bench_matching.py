@@ -9,8 +9,6 @@ SSD300 priors:
   worker does; torch uses a single thread there), summed over the batch;
 - in-step, CPU: ``match_batch`` + ``encode`` on the whole batch;
 - in-step, GPU: the same on CUDA when available (synchronised).
-
-The numbers quoted in ``ssdlib/data/transforms.py`` come from this script.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@
 #   the same as torchvision's `ssd300_vgg16`).
 #
 # Library functions used: `ssdlib.model.VGG16Backbone`, `L2Norm`, `SSDHead`, `build_model`,
-# `feature_map_sizes`, `ssdlib.model.weights.vgg16_reduced_from_torchvision`,
+# `feature_map_sizes`, `ssdlib.model.vgg16_reduced_from_torchvision`,
 # `ssdlib.model.summary.model_summary`, `ssdlib.viz.anchors.receptive_fields`, `prior_index`.
 
 # %% tags=["nbval-check-output"]
@@ -121,7 +121,7 @@ print(backbone.extra[0])   # pool4, conv5_1..conv5_3, pool5 (3x3, stride 1), con
 # %% tags=["nbval-check-output"]
 from torchvision.models import vgg16
 
-from ssdlib.model.weights import vgg16_reduced_from_torchvision
+from ssdlib.model import vgg16_reduced_from_torchvision
 
 torch.manual_seed(0)
 vgg = vgg16(weights=None)

@@ -40,7 +40,7 @@
 # Library functions used: `SSD.predict`, `ssdlib.postprocess.detect`, `ssdlib.engine.evaluate`,
 # `ssdlib.metrics.curves.precision_recall`, `ap_11_point`, `ap_area`, `ssdlib.metrics.voc.evaluate`,
 # `format_table`, `ssdlib.metrics.coco.run_cocoeval`, `per_category_ap`,
-# `ssdlib.metrics.analysis.error_types` / `analyze`, `ssdlib.model.shipped.load_shipped`,
+# `ssdlib.metrics.analysis.error_types` / `analyze`, `ssdlib.model.load_shipped`,
 # `ssdlib.viz.pr_curves.plot_pr_curves`, `ssdlib.viz.draw.draw_detections`.
 #
 # It evaluates the trained Shapes model that ships with ssdlib (`make demo`'s recipe, VOC07 mAP
@@ -101,7 +101,7 @@ DATA, OUTPUTS, HAVE_VOC = paths.data, paths.outputs, paths.have_voc
 # (not compared: the provenance names a commit and a CPU)
 from ssdlib.config import load_config
 from ssdlib.engine import latest_checkpoint, load_checkpoint, load_model
-from ssdlib.model.shipped import load_shipped
+from ssdlib.model import load_shipped
 
 model, cfg, meta = load_shipped("shapes")
 model = model.to(device)

@@ -28,7 +28,7 @@
 # model ships with ssdlib; the COCO weights are a one-time 136 MB download)
 #
 # - to run a trained model on images and **draw** its detections (`predict`, `draw_detections`);
-# - to load **torchvision's COCO SSD300** through `ssdlib.model.weights.pretrained_model`
+# - to load **torchvision's COCO SSD300** through `ssdlib.model.pretrained_model`
 #   and detect on real photos (needs internet once; offline the notebook says so and keeps going
 #   with the Shapes model);
 # - what the **score threshold** changes (a grid, and a slider);
@@ -36,8 +36,8 @@
 # - the **command line**: `python -m ssdlib demo`.
 #
 # Library functions used: `SSD.predict`, `ssdlib.engine.inference.detect_images`,
-# `ssdlib.model.shipped.load_shipped`, `ssdlib.viz.draw.draw_detections`,
-# `ssdlib.model.weights.pretrained_model`, `weight_url`, `ssdlib.model.checkpoint_io.hub_checkpoint_path`,
+# `ssdlib.model.load_shipped`, `ssdlib.viz.draw.draw_detections`,
+# `ssdlib.model.pretrained_model`, `weight_url`, `ssdlib.model.hub_checkpoint_path`,
 # `python -m ssdlib demo`.
 
 # %% tags=["nbval-check-output"]
@@ -91,7 +91,7 @@ DATA, OUTPUTS, HAVE_VOC = paths.data, paths.outputs, paths.have_voc
 # %% tags=["nbval-ignore-output"]
 # (not compared: the provenance names a commit and a CPU)
 from ssdlib.config import load_config
-from ssdlib.model.shipped import load_shipped
+from ssdlib.model import load_shipped
 
 model, cfg, meta = load_shipped("shapes")
 model = model.to(device)
@@ -143,7 +143,7 @@ assert sum(found) >= 0.8 * sum(objects), "a trained model finds most objects"
 # torchvision publishes an SSD300-VGG16 trained on COCO (25.1 box AP on val2017, as the paper's
 # SSD300*). `pretrained_model("torchvision-coco")` downloads it once into the torch hub cache and
 # converts it to an ssdlib `SSD` with exactly torchvision's outputs (notebook 02 and
-# `ssdlib.model.weights` explain the conversion). The photos ship with installed packages:
+# `ssdlib.model.convert` explain the conversion). The photos ship with installed packages:
 # scikit-image's astronaut, coffee and cat, and matplotlib's Grace Hopper.
 #
 # Offline, we must not hang on a download: the next cell looks in the cache first, then tries to
@@ -158,8 +158,7 @@ assert sum(found) >= 0.8 * sum(objects), "a trained model finds most objects"
 import socket
 from urllib.parse import urlparse
 
-from ssdlib.model.checkpoint_io import hub_checkpoint_path
-from ssdlib.model.weights import weight_url
+from ssdlib.model import hub_checkpoint_path, weight_url
 
 url = weight_url("torchvision-coco")
 cached = hub_checkpoint_path(url).is_file()
@@ -185,7 +184,7 @@ from matplotlib.cbook import get_sample_data
 from PIL import Image
 
 if HAVE_COCO_MODEL:
-    from ssdlib.model.weights import pretrained_model
+    from ssdlib.model import pretrained_model
 
     demo_model, demo_names = pretrained_model("torchvision-coco", progress=False)
     demo_model = demo_model.to(device).eval()

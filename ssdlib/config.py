@@ -25,6 +25,8 @@ VOC_CLASS_NAMES = (
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )  # fmt: skip
+# Caffe's (and the reference SSDs') RGB pixel mean on 0..255 images: the VGG configs' input.
+CAFFE_PIXEL_MEAN = (123.0, 117.0, 104.0)
 
 
 class ConfigError(ValueError):
@@ -62,7 +64,7 @@ class PriorsConfig:
 class InputConfig:
     image_size: int = 300
     # Caffe convention: images in 0..255, minus the mean, divided by std (1 = no scaling).
-    pixel_mean: list[float] = field(default_factory=lambda: [123.0, 117.0, 104.0])
+    pixel_mean: list[float] = field(default_factory=lambda: list(CAFFE_PIXEL_MEAN))
     pixel_std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
 
 
@@ -116,7 +118,7 @@ class TrainConfig:
 
 
 @dataclass
-class TestConfig:
+class EvalConfig:
     score_threshold: float = 0.01
     nms_threshold: float = 0.45
     max_per_image: int = 100
@@ -134,7 +136,7 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    test: TestConfig = field(default_factory=TestConfig)
+    test: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -217,11 +219,12 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
             f"{source}: model.num_classes is {cfg.model.num_classes} but data.class_names has "
             f"{len(cfg.data.class_names)} names; they must agree (background is not listed)"
         )
+    from ssdlib.model.build import BACKBONES  # the names build_model knows (lazily: torch)
+    from ssdlib.model.pretrained import BACKBONE_WEIGHTS
+
     choices = {
-        "model.name": (cfg.model.name, ("ssd300_vgg16", "ssd512_vgg16", "ssd_light")),
-        "model.backbone_weights": (
-            cfg.model.backbone_weights, ("none", "imagenet", "imagenet_features")
-        ),
+        "model.name": (cfg.model.name, tuple(BACKBONES)),
+        "model.backbone_weights": (cfg.model.backbone_weights, ("none", *BACKBONE_WEIGHTS)),
         "model.first_stride": (cfg.model.first_stride, (4, 8)),
         "data.dataset": (cfg.data.dataset, ("voc", "coco", "shapes")),
         "data.augment": (cfg.data.augment, ("ssd", "light", "none")),

@@ -110,3 +110,24 @@ def test_helpful_errors_and_exit_codes(tmp_path, capsys):
     code = main(["demo", "--config", "shapes", "--ckpt", "x.pth", "--images", str(tmp_path / "no"),
                  "--out", str(tmp_path / "o")])  # fmt: skip
     assert code == 1 and "no such folder" in capsys.readouterr().err
+
+
+def _info_rows(capsys, config: str) -> list[list[str]]:
+    assert main(["info", "--config", config]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["map", "size"]) + 1
+    return [line.split() for line in lines[start:] if line.split()[0].isdigit()]
+
+
+def test_info_boxes_per_location_counts_densified_squares(capsys):
+    from ssdlib.config import load_config
+    from ssdlib.priors import generate_priors
+
+    rows = _info_rows(capsys, "shapes")
+    cfg = load_config("shapes").priors
+    # shapes densifies the first two maps 2x2: 4 min-size squares + s' + 2 per ratio (1 or 2).
+    assert [int(r[5]) for r in rows[:2]] == [7, 9]
+    for row, f in zip(rows, cfg.feature_maps, strict=True):
+        assert int(row[5]) * f * f == int(row[6])  # boxes/loc x locations = priors of the map
+    assert sum(int(r[6]) for r in rows) == generate_priors(cfg).shape[0]
+    assert [int(r[5]) for r in _info_rows(capsys, "ssd300_voc")] == [4, 6, 6, 6, 4, 4]

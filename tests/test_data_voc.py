@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from ssdlib.config import VOC_CLASS_NAMES
 from ssdlib.data.common import DatasetError, load_image
-from ssdlib.data.voc import VOC_CLASSES, VOCDataset, voc0712_trainval
+from ssdlib.data.voc import VOCDataset, voc0712_trainval
 
 
 def _xml(objects, size=(40, 30), raw: str | None = None) -> str:
@@ -48,12 +49,13 @@ def test_boxes_labels_and_devkit_offset(tmp_path):
     image, target = VOCDataset(root, keep_difficult=True)[0]
     assert image.dtype == torch.uint8 and image.shape == (3, 30, 40)
     assert torch.equal(target["boxes"], torch.tensor([[0.0, 0, 9, 19], [4, 5, 39, 29]]))
-    assert target["labels"].tolist() == [VOC_CLASSES.index("dog") + 1, VOC_CLASSES.index("person") + 1]
+    labels = [VOC_CLASS_NAMES.index("dog") + 1, VOC_CLASS_NAMES.index("person") + 1]
+    assert target["labels"].tolist() == labels
     assert target["difficult"].tolist() == [False, True]
     assert target["image_id"] == "a" and target["orig_size"].tolist() == [30, 40]
     # SSD training drops difficult objects
     _, target = VOCDataset(root, keep_difficult=False)[0]
-    assert target["labels"].tolist() == [VOC_CLASSES.index("dog") + 1]
+    assert target["labels"].tolist() == [VOC_CLASS_NAMES.index("dog") + 1]
 
 
 def test_clipping_and_invalid_boxes_dropped_with_warning(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ssdlib.engine import checkpoint as ck
+from ssdlib.io import CheckpointError
 
 
 def _state(i):
@@ -61,6 +62,6 @@ def test_rng_states_round_trip_through_weights_only_load(tmp_path):
 def test_unreadable_checkpoint_names_the_file(tmp_path):
     bad = tmp_path / "model_0000001.pth"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(RuntimeError, match="model_0000001.pth"):
+    with pytest.raises(CheckpointError, match="model_0000001.pth"):
         ck.load_checkpoint(bad)
     assert os.path.exists(bad)

@@ -8,7 +8,7 @@ from ssdlib.engine import NonFiniteLossError, train, train_step
 from ssdlib.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ssdlib.engine.datasets import build_train_dataset
 from ssdlib.engine.inference import load_model
-from ssdlib.engine.logging import read_metrics
+from ssdlib.engine.run_log import read_metrics
 from ssdlib.loss import MultiBoxLoss
 from ssdlib.model import build_model
 

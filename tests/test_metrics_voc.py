@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssdlib.metrics import curves, voc
+from ssdlib.metrics import common, curves, voc
 
 # --------------------------------------------------------------------------------------------
 # Reference: a plain-loop transcription of py-faster-rcnn's voc_eval / voc_ap, written from the
@@ -360,7 +360,7 @@ def test_pr_curve_points_and_plot():
     out = voc.evaluate(gts, dets)
     ax = plot_pr_curves(out, class_names=["a", "b", "c", "d", "e"])
     drawn = [line.get_label() for line in ax.get_lines()]
-    expected = [voc.class_name(c, "abcde") for c, n in out["num_gt"].items() if n > 0]
+    expected = [common.class_name(c, "abcde") for c, n in out["num_gt"].items() if n > 0]
     assert [d.split(" ")[0] for d in drawn] == expected
     matplotlib.pyplot.close(ax.figure)
 

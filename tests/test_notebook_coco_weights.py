@@ -11,8 +11,7 @@ import pytest
 import torch
 from nbclient import NotebookClient
 
-from ssdlib.model.checkpoint_io import hub_checkpoint_path
-from ssdlib.model.weights import weight_url
+from ssdlib.model import hub_checkpoint_path, weight_url
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_demo.ipynb"
 

@@ -11,9 +11,8 @@ import torch
 
 from ssdlib.config import load_config
 from ssdlib.engine.checkpoint import save_checkpoint
-from ssdlib.model import build_model
-from ssdlib.model.shipped import describe, load_shipped, pack_checkpoint, shipped_path
-from ssdlib.model.weights import pretrained_model
+from ssdlib.model import build_model, load_shipped, pretrained_model
+from ssdlib.model.shipped import describe, pack_checkpoint, shipped_path
 
 
 def test_shapes_model_loads_offline_with_its_provenance():

@@ -14,8 +14,8 @@ import copy
 
 import torch
 
-from ssdlib.bench.models import build_pair, normalise, peer_images
-from ssdlib.bench.rows import Settings, _random_targets
+from ssdlib.bench.models import build_pair, normalise, peer_images, random_targets
+from ssdlib.bench.rows import Settings
 from ssdlib.bench.timing import Row, measure_pair
 
 
@@ -41,7 +41,7 @@ def cuda_rows(s: Settings, compile_model: bool = False) -> list[Row]:
     # Training, batch 32 (8 in quick mode).
     batch = 8 if s.quick else 32
     images = [x.to(dev) for x in peer_images(batch)]
-    boxes, labels = _random_targets(batch)
+    boxes, labels = random_targets(batch)
     boxes, labels = [b.to(dev) for b in boxes], [lab.to(dev) for lab in labels]
     ours = copy.deepcopy(pair.ours).to(dev).train().to(memory_format=torch.channels_last)
     peer = copy.deepcopy(pair.peer).to(dev).train().to(memory_format=torch.channels_last)
@@ -103,7 +103,7 @@ def _cuda_match_row(s: Settings, dev: torch.device, name: str) -> Row:
     from ssdlib.priors import generate_priors
 
     priors = generate_priors(PriorsConfig()).to(dev)
-    boxes, labels = _random_targets(32, seed=1)
+    boxes, labels = random_targets(32, seed=1)
     boxes, labels = [b.to(dev) for b in boxes], [lab.to(dev) for lab in labels]
 
     def batched():

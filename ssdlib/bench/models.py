@@ -1,7 +1,7 @@
 """The two SSD300 detectors the benchmark compares, holding the same weights.
 
 ssdlib's model gets torchvision's random initialisation (through
-:func:`ssdlib.model.weights.state_dict_from_torchvision_ssd`), torchvision's default boxes and
+:func:`ssdlib.model.convert.state_dict_from_torchvision_ssd`), torchvision's default boxes and
 its post-processing settings, so both produce the same logits, the same candidates and the same
 NMS work: the rows then compare implementations, not random draws.
 """
@@ -13,14 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ssdlib.config import load_config
+from ssdlib.config import CAFFE_PIXEL_MEAN, load_config
 from ssdlib.model import build_model
+from ssdlib.model.convert import state_dict_from_torchvision_ssd, torchvision_default_boxes
 from ssdlib.model.ssd import SSD
-from ssdlib.model.weights import state_dict_from_torchvision_ssd, torchvision_default_boxes
-
-# torchvision's GeneralizedRCNNTransform for ssd300_vgg16: 0..1 images, mean of Caffe's
-# (123, 117, 104) / 255 and std 1 / 255, i.e. exactly ssdlib's 0..255-minus-mean convention.
-CAFFE_MEAN = (123.0, 117.0, 104.0)
 
 
 @dataclass
@@ -65,7 +61,9 @@ def peer_images(batch: int, size: int = 300, seed: int = 0) -> list[torch.Tensor
 
 def normalise(images: list[torch.Tensor]) -> torch.Tensor:
     """ssdlib's input for the same images: (B, 3, S, S), 0..255 minus the Caffe mean."""
-    mean = torch.tensor(CAFFE_MEAN).view(1, 3, 1, 1)
+    # torchvision's GeneralizedRCNNTransform for ssd300_vgg16: 0..1 images, mean of Caffe's
+    # (123, 117, 104) / 255 and std 1 / 255, i.e. exactly ssdlib's 0..255-minus-mean convention.
+    mean = torch.tensor(CAFFE_PIXEL_MEAN).view(1, 3, 1, 1)
     return torch.stack(images) * 255.0 - mean
 
 
@@ -77,3 +75,16 @@ def count_flops(model: torch.nn.Module, images: torch.Tensor) -> int:
     with counter, torch.inference_mode():
         model(images)
     return int(counter.get_total_flops())
+
+
+def random_targets(batch: int, seed: int = 0, max_boxes: int = 20):
+    """B images' ground truth: 1..max_boxes boxes each, xyxy relative, labels 1..20."""
+    g = torch.Generator().manual_seed(seed)
+    boxes, labels = [], []
+    for _ in range(batch):
+        n = int(torch.randint(1, max_boxes + 1, (1,), generator=g))
+        lo = torch.rand(n, 2, generator=g) * 0.8
+        hi = (lo + 0.02 + torch.rand(n, 2, generator=g) * 0.5).clamp(max=1.0)
+        boxes.append(torch.cat([lo, hi], dim=1))
+        labels.append(torch.randint(1, 21, (n,), generator=g))
+    return boxes, labels

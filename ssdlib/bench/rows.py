@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from ssdlib.bench.models import Pair, build_pair, count_flops, normalise, peer_images
+from ssdlib.bench.models import Pair, build_pair, count_flops, normalise, peer_images, random_targets
 from ssdlib.bench.timing import Row, measure_pair, torch_threads
+from ssdlib.bench.voc_eval import synthetic_detections, voc_row
 
 
 @dataclass
@@ -122,19 +123,6 @@ def postprocess_row(s: Settings, pair: Pair) -> Row:
     return Row("postprocess_b8", ours_s, peer_s, note, "<= 5 ms/img")
 
 
-def _random_targets(batch: int, seed: int = 0, max_boxes: int = 20):
-    """B images' ground truth: 1..max_boxes boxes each, xyxy relative, labels 1..20."""
-    g = torch.Generator().manual_seed(seed)
-    boxes, labels = [], []
-    for _ in range(batch):
-        n = int(torch.randint(1, max_boxes + 1, (1,), generator=g))
-        lo = torch.rand(n, 2, generator=g) * 0.8
-        hi = (lo + 0.02 + torch.rand(n, 2, generator=g) * 0.5).clamp(max=1.0)
-        boxes.append(torch.cat([lo, hi], dim=1))
-        labels.append(torch.randint(1, 21, (n,), generator=g))
-    return boxes, labels
-
-
 def train_step_row(s: Settings, pair: Pair, amp_dtype: torch.dtype | None = None) -> Row:
     """One SGD step (forward, matching, loss, backward, update) on the same batch and boxes;
     ours under ``amp_dtype`` autocast when given (``train_step_b8_bf16``), the peer in fp32."""
@@ -143,7 +131,7 @@ def train_step_row(s: Settings, pair: Pair, amp_dtype: torch.dtype | None = None
 
     batch = 8 if not s.quick else 1
     images = peer_images(batch)
-    boxes, labels = _random_targets(batch)
+    boxes, labels = random_targets(batch)
     ours = copy.deepcopy(pair.ours).train().to(memory_format=torch.channels_last)
     peer = copy.deepcopy(pair.peer).train()
     ours_opt = torch.optim.SGD(ours.parameters(), lr=1e-4, momentum=0.9)
@@ -191,7 +179,7 @@ def match_row(s: Settings) -> Row:
     from ssdlib.priors import generate_priors
 
     priors = generate_priors(PriorsConfig())
-    boxes, labels = _random_targets(32, seed=1)
+    boxes, labels = random_targets(32, seed=1)
 
     def batched():
         _, matched = match_batch(boxes, labels, priors)
@@ -239,23 +227,9 @@ def augment_row(s: Settings) -> Row:
     return Row("augment", per_image, None, note)
 
 
-def voc_row(s: Settings) -> Row:
-    """VOC mAP (11-point, VOC07) of synthetic detections: 5,000 images x 20 classes."""
-    from ssdlib.metrics.voc import _synthetic, evaluate
-
-    num_images = 500 if s.quick else 5000
-    gts, dets = _synthetic(num_images, 20, 100, 3)
-    ours_s, _ = measure_pair(lambda: evaluate(gts, dets, use_07_metric=True), None,
-                             max(s.repeats // 2, 1), s.warmup)  # fmt: skip
-    note = f"{num_images} images, 20 classes, 100 dets + 3 gts per image"
-    return Row("voc_eval_5k", ours_s, None, note, "<= 2 s")
-
-
 def _coco_inputs(num_images: int):
     """A COCO ground-truth dict and results list from the VOC synthetic generator."""
-    from ssdlib.metrics.voc import _synthetic
-
-    gts, dets = _synthetic(num_images, 20, 100, 3)
+    gts, dets = synthetic_detections(num_images, 20, 100, 3)
     images, anns, results = [], [], []
     for i, (gt, det) in enumerate(zip(gts, dets), start=1):
         images.append({"id": i, "width": 640, "height": 640})

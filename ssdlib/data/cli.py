@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     classes = args.classes.split(",") if args.classes else None
     if classes is None and args.ann_file is None:
-        from ssdlib.data.voc import VOC_CLASSES
+        from ssdlib.config import VOC_CLASS_NAMES
 
-        classes = list(VOC_CLASSES)
+        classes = list(VOC_CLASS_NAMES)
     report = validate_dataset(args.path, classes, args.ann_file, not args.no_decode)
     print(report.format())
     return 0 if report.ok else 1

@@ -11,25 +11,18 @@ Training (Liu et al. 2016, sec. 2.2 / 3.6): photometric distortion -> zoom-out o
 filled with the pixel mean (side x1..x4, p=0.5) -> IoU-constrained random crop -> drop
 boxes that became degenerate -> horizontal flip -> resize to ``S x S``.
 
-Randomness comes from torch's global RNG. Each DataLoader worker seeds torch with
-``base_seed + worker_id`` (``base_seed`` drawn from the main process' torch RNG or from the
-loader's ``generator``), so ``torch.manual_seed(k)`` before building the loader makes the
-augmentation stream reproducible for a fixed ``num_workers``.
+Randomness comes from torch's global RNG. Training seeds it per sample
+(:class:`ssdlib.engine.sampling.SeededDataset`: a seed derived from ``(train.seed, position)``
+before each transform), so the augmentation of every sample is the same whatever
+``num_workers`` is and across a resume; called directly, ``torch.manual_seed(k)`` first makes
+it reproducible.
 
 Where target matching happens: in the training step, batched (``ssdlib.matching.match_batch``
-+ ``ssdlib.boxes.encode``), not in the data workers, which stay pure augmentation.
-Measured with ``python data_setup/bench_matching.py`` (batch 32 Shapes images after this
-training transform, 97 boxes, SSD300's 8732 priors, 2-core CPU, no GPU in that session):
-
-- in-worker, ``match`` + ``encode`` per image, 1 thread: 33.6 ms per batch (1.05 ms/image,
-  against ~13 ms/image for the augmentation itself, i.e. +8 % worker time);
-- in-step, ``match_batch`` + ``encode``, 1 thread: 64.3 ms; 2 threads: 34.6 ms per batch.
-
-So on a CPU-only machine batching does not win (the padded ``(B, G_max, P)`` IoU costs more
-than it saves) and the two are a wash; on a GPU the batched version is a handful of kernels
-on tensors already there (run the script there to get the number). We still match in the step
-because it keeps the priors and IoU threshold (model config) out of the datasets, lets the same
-dataset serve training and evaluation, and moves the work to the GPU when there is one.
++ ``ssdlib.boxes.encode``), not in the data workers, which stay pure augmentation: it keeps the
+priors and IoU threshold (model config) out of the datasets, lets the same dataset serve
+training and evaluation, and puts the work on the GPU when there is one.
+``python data_setup/bench_matching.py`` times both placements (in-worker per image with one
+thread, in-step batched on the CPU and on CUDA) on the machine at hand.
 """
 
 from __future__ import annotations
@@ -41,12 +34,13 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from ssdlib.config import CAFFE_PIXEL_MEAN
+
 __all__ = [
     "AUGMENT_POLICIES", "DetectionTransform", "ResizeNormalize", "build_train_transform",
     "build_test_transform", "denormalize",
 ]  # fmt: skip
 
-PIXEL_MEAN = (123.0, 117.0, 104.0)
 PIXEL_STD = (1.0, 1.0, 1.0)
 
 
@@ -127,7 +121,7 @@ AUGMENT_POLICIES = ("ssd", "light", "none")
 
 def build_train_transform(
     image_size: int,
-    pixel_mean: Sequence[float] = PIXEL_MEAN,
+    pixel_mean: Sequence[float] = CAFFE_PIXEL_MEAN,
     pixel_std: Sequence[float] = PIXEL_STD,
     policy: str = "ssd",
 ) -> DetectionTransform | ResizeNormalize:
@@ -155,7 +149,7 @@ def build_train_transform(
 
 def build_test_transform(
     image_size: int,
-    pixel_mean: Sequence[float] = PIXEL_MEAN,
+    pixel_mean: Sequence[float] = CAFFE_PIXEL_MEAN,
     pixel_std: Sequence[float] = PIXEL_STD,
 ) -> ResizeNormalize:
     """Evaluation preprocessing: resize to ``S x S`` and normalise; boxes become relative."""
@@ -164,7 +158,7 @@ def build_test_transform(
 
 def denormalize(
     image: torch.Tensor,
-    mean: Sequence[float] = PIXEL_MEAN,
+    mean: Sequence[float] = CAFFE_PIXEL_MEAN,
     std: Sequence[float] = PIXEL_STD,
 ) -> torch.Tensor:
     """Undo the normalisation for drawing: ``(..., 3, H, W)`` float -> same shape uint8."""

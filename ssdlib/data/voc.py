@@ -26,22 +26,16 @@ from pathlib import Path
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from ssdlib.config import VOC_CLASS_NAMES
 from ssdlib.data.common import DatasetError, load_sample, make_target
 
 __all__ = [
-    "VOC_CLASSES",
     "VOCAnnotation",
     "VOCDataset",
     "parse_voc_xml",
     "read_image_set",
     "voc0712_trainval",
 ]
-
-VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)  # fmt: skip
 
 
 @dataclass
@@ -146,7 +140,7 @@ class VOCDataset(Dataset):
         year: str = "2007",
         keep_difficult: bool = False,
         transform: Callable | None = None,
-        class_names: Sequence[str] = VOC_CLASSES,
+        class_names: Sequence[str] = VOC_CLASS_NAMES,
     ) -> None:
         self.voc_dir = Path(root) / f"VOC{year}"
         if not self.voc_dir.is_dir():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import random
 import re
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ssdlib.io import atomic_write, load_checkpoint_file  # atomic_write: re-exported
 
 __all__ = [
     "POINTER",
@@ -50,21 +51,6 @@ def checkpoint_path(out_dir: str | os.PathLike, iteration: int) -> Path:
     return Path(out_dir) / f"model_{iteration:07d}.pth"
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either the old file or the whole new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that a killed process left in ``folder`` (half-written
     ``.model_*.pth.tmp<pid>`` and the like: never taken for checkpoints, but litter). Only
@@ -78,16 +64,6 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible (nor needed) on Windows.
-    if os.name == "posix":
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def save_checkpoint(
@@ -130,25 +106,10 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``; the error names the file if it is unreadable
-    (RuntimeError) or holds pickled code (:class:`~ssdlib.model.checkpoint_io.UnsafeCheckpointError`,
-    a ValueError, so the CLI reports it in one line)."""
-    from ssdlib.model.checkpoint_io import UnsafeCheckpointError
-
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except pickle.UnpicklingError as e:
-        if "GLOBAL" not in str(e):  # junk bytes, not a refused callable
-            raise RuntimeError(f"{path}: not a readable ssdlib checkpoint ({e})") from e
-        # weights_only refused a global (a callable, a custom class): nothing was executed.
-        raise UnsafeCheckpointError(
-            f"{path}: refused to load: it contains pickled objects other than tensors and plain "
-            "containers, which could run code; only load checkpoints you trust"
-        ) from e
-    except Exception as e:
-        raise RuntimeError(f"{path}: not a readable ssdlib checkpoint ({e})") from e
+    """A training checkpoint read by :func:`ssdlib.io.load_checkpoint_file` (``weights_only=True``;
+    :class:`~ssdlib.io.CheckpointError` naming the file if it is unreadable, its subclass
+    :class:`~ssdlib.io.UnsafeCheckpointError` if it holds pickled code)."""
+    return load_checkpoint_file(path, map_location)
 
 
 def get_rng_state() -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Weights from a training checkpoint (``--config ... --ckpt PATH``) or a pretrained model
 (``--weights torchvision-coco`` or a reference checkpoint file, see
-``ssdlib.model.weights.pretrained_model``; its preprocessing is the config's input section,
+``ssdlib.model.pretrained_model``; its preprocessing is the config's input section,
 default ``ssd300_coco_torchvision``)."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ssdlib.cli import add_dtype_argument
 from ssdlib.engine.errors import USER_ERRORS, report
-from ssdlib.engine.inference import add_dtype_argument
-from ssdlib.model.shipped import SHIPPED, load_shipped
+from ssdlib.model import load_shipped, pretrained_model
+from ssdlib.model.shipped import SHIPPED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +42,6 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         paths = list_images(args.images)
         if args.weights:
-            from ssdlib.model.weights import pretrained_model  # lazily: it may download
-
             model, class_names = pretrained_model(args.weights)
             if args.weights in SHIPPED and not args.config:  # its own preprocessing
                 cfg = apply_overrides(load_shipped(args.weights)[1], args.overrides)

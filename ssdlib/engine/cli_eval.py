@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from ssdlib.cli import add_dtype_argument
 from ssdlib.engine.errors import USER_ERRORS, report
-from ssdlib.engine.inference import add_dtype_argument
 from ssdlib.model.shipped import SHIPPED
 
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ssdlib.engine.trainer import resolve_device
     from ssdlib.metrics.coco import STAT_NAMES
     from ssdlib.metrics.voc import format_table
-    from ssdlib.model.shipped import load_shipped
+    from ssdlib.model import load_shipped
 
     try:
         if args.weights:

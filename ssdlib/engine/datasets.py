@@ -31,7 +31,7 @@ from ssdlib.data.download import data_root
 from ssdlib.data.validate import ValidationReport, validate_coco, validate_voc_folder
 
 __all__ = [
-    "TestData", "build_test_data", "build_train_dataset", "check_class_names", "check_train_data",
+    "EvalData", "build_test_data", "build_train_dataset", "check_class_names", "check_train_data",
     "resolve_root",
 ]  # fmt: skip
 
@@ -39,7 +39,7 @@ SHAPES_SEED = 0  # the dataset's identity (as written by ``ssdlib data shapes``)
 
 
 @dataclass
-class TestData:
+class EvalData:
     """An evaluation dataset and what the COCO metric needs to read its ground truth.
 
     ``coco_image_ids`` maps a target's ``image_id`` to the json's image id; ``label_to_cat_id``
@@ -167,7 +167,7 @@ def build_train_dataset(cfg: Config, validate: bool = True) -> Dataset:
     return ds
 
 
-def build_test_data(cfg: Config, progress: bool = True) -> TestData:
+def build_test_data(cfg: Config, progress: bool = True) -> EvalData:
     """The evaluation set (difficult objects kept and flagged) plus its COCO ground truth."""
     d, root = cfg.data, resolve_root(cfg)
     tf = build_test_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std)
@@ -180,14 +180,14 @@ def build_test_data(cfg: Config, progress: bool = True) -> TestData:
         gt_json = folder / "annotations" / f"instances_{d.test_split}.json"
         ids = {f"{d.test_split}_{i:06d}": i + 1 for i in range(len(ds))}  # as write_shapes
         cats = {k + 1: c for k, c in enumerate(SHAPES_COCO_CAT_IDS)}
-        data = TestData(ds, ds.class_names, gt_json, ids, cats)
+        data = EvalData(ds, ds.class_names, gt_json, ids, cats)
     elif d.dataset == "voc":
         year, name = _voc_split(d.test_split)
         ds = VOCDataset(_voc_dir(root, year), name, year, True, tf, d.class_names)
-        data = TestData(ds, ds.class_names)
+        data = EvalData(ds, ds.class_names)
     else:
         images, ann = _coco_paths(root, d.test_split)
         ds = COCODataset(images, ann, tf, remove_images_without_annotations=False)
-        data = TestData(ds, ds.class_names, ann, None, dict(ds.label_to_cat_id))
+        data = EvalData(ds, ds.class_names, ann, None, dict(ds.label_to_cat_id))
     check_class_names(cfg, tuple(data.class_names), f"test set ({d.dataset})")
     return data

@@ -8,7 +8,9 @@ The last line printed is ``Shapes test mAP@0.5 (VOC07): 0.xxxx``.
 Re-running continues from the checkpoints in ``--out/train`` (finished: evaluation only);
 ``--fresh`` retrains from scratch.
 
-    python -m ssdlib.engine.demo_shapes [--out DIR] [--fresh] [key=value ...]
+    python -m ssdlib demo-shapes [--out DIR] [--fresh] [key=value ...]
+
+(``python -m ssdlib.engine.demo_shapes``, what ``make demo`` runs, is the same command.)
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from pathlib import Path
 import torch
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ssdlib.engine.demo_shapes", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. train.max_iter=200")
     p.add_argument("--config", default="shapes")
     p.add_argument("--out", type=Path, default=Path("outputs/demo"))
@@ -33,11 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pictures", type=int, default=12, help="test images to draw")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of the training process (default: cores - data workers)")  # fmt: skip
-    return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     from ssdlib.config import load_config
     from ssdlib.engine.datasets import build_test_data
     from ssdlib.engine.errors import USER_ERRORS, report
@@ -111,4 +109,6 @@ def _load_original(dataset, index: int) -> torch.Tensor:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ssdlib.cli import main
+
+    sys.exit(main(["demo-shapes", *sys.argv[1:]]))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_max", "barrier", "cleanup_distributed"]
+__all__ = ["DistInfo", "all_reduce_max", "barrier", "init_distributed"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,3 @@ def all_reduce_max(value: float, device: torch.device, info: DistInfo) -> float:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
-
-
-def cleanup_distributed(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()

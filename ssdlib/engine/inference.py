@@ -15,19 +15,11 @@ from ssdlib.model import SSD, build_model
 from ssdlib.model import ssd as ssd_module
 from ssdlib.postprocess import Detections
 
-__all__ = ["IMAGE_SUFFIXES", "INFERENCE_DTYPES", "add_dtype_argument", "detect_files", "detect_images",
-           "list_images", "load_model", "with_inference_dtype"]  # fmt: skip
+__all__ = ["IMAGE_SUFFIXES", "INFERENCE_DTYPES", "detect_files", "detect_images", "list_images",
+           "load_model", "with_inference_dtype"]  # fmt: skip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 INFERENCE_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-
-
-def add_dtype_argument(parser) -> None:
-    """``--dtype fp32|bf16`` of the ``eval`` and ``demo`` commands."""
-    parser.add_argument("--dtype", choices=list(INFERENCE_DTYPES), default="fp32",
-                        help="network weights for inference: bf16 (post-processing stays fp32) "
-                             "is 3-4x faster on CPUs with AMX or AVX512-BF16 and on recent GPUs; "
-                             "README, Performance, gives its cost in mAP")  # fmt: skip
 
 
 def with_inference_dtype(model: SSD, name: str) -> SSD:

@@ -44,7 +44,7 @@ from ssdlib.engine.checkpoint import (
 )
 from ssdlib.engine.distributed import DistInfo, all_reduce_max, barrier, init_distributed
 from ssdlib.engine.errors import NonFiniteLossError
-from ssdlib.engine.logging import MetricsLogger
+from ssdlib.engine.run_log import MetricsLogger
 from ssdlib.engine.sampling import IterationBatchSampler, SeededDataset
 from ssdlib.engine.schedule import build_optimizer, build_scheduler
 from ssdlib.loss import MultiBoxLoss

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ssdlib.metrics.common import as_numpy
+
 # Order of COCOeval.stats for iouType="bbox" (see COCOeval.summarize).
 STAT_NAMES = (
     "AP", "AP50", "AP75", "APs", "APm", "APl",
@@ -194,9 +196,9 @@ def detections_to_coco_results(
     )
     results = []
     for image_id, d in zip(image_ids, dets):
-        boxes = _as_array(d["boxes"], np.float64).reshape(-1, 4)
-        scores = _as_array(d["scores"], np.float64).reshape(-1)
-        labels = _as_array(d["labels"], np.int64).reshape(-1)
+        boxes = as_numpy(d["boxes"], np.float64).reshape(-1, 4)
+        scores = as_numpy(d["scores"], np.float64).reshape(-1)
+        labels = as_numpy(d["labels"], np.int64).reshape(-1)
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
         for box, score, label in zip(xywh.tolist(), scores.tolist(), labels.tolist()):
             results.append(
@@ -208,10 +210,3 @@ def detections_to_coco_results(
                 }
             )
     return results
-
-
-def _as_array(x: Any, dtype: Any) -> np.ndarray:
-    """A torch tensor or array-like as numpy, without importing torch."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=dtype)

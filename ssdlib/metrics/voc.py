@@ -23,7 +23,7 @@ Speed: the per-detection loop of ``voc_eval`` is replaced by a block-wise IoU ag
 per-image ground truths plus a ``np.unique(return_index=True)`` over the (image, gt) key of the
 qualifying detections (the first detection in score order that picks a free gt takes it).
 5,000 images x 20 classes, 100 detections and 3 ground truths per image, torch inputs:
-0.3 s on the project's 2-core CPU (``python -m ssdlib.metrics.voc`` runs this benchmark).
+0.3 s on the project's 2-core CPU (the ``voc_eval_5k`` row of ``python -m ssdlib bench``).
 """
 
 from collections.abc import Mapping, Sequence
@@ -31,17 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from ssdlib.metrics.common import as_numpy, class_name
 from ssdlib.metrics.curves import precision_recall, voc_ap
 
 # IoU blocks hold at most this many (detection, gt) pairs, bounding memory on crowded images.
 _BLOCK_PAIRS = 1 << 20
-
-
-def _to_numpy(x: Any, dtype: Any) -> np.ndarray:
-    """A torch tensor, numpy array or nested list as a numpy array of ``dtype``."""
-    if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=dtype)
 
 
 def _flatten(
@@ -62,14 +56,14 @@ def _flatten(
     columns: dict[str, list[np.ndarray]] = {k: [] for k in ("boxes", *keys)}
     counts = np.zeros(len(items), dtype=np.int64)
     for i, item in enumerate(items):
-        boxes = _to_numpy(item["boxes"], np.float64).reshape(-1, 4)
+        boxes = as_numpy(item["boxes"], np.float64).reshape(-1, 4)
         counts[i] = n = boxes.shape[0]
         columns["boxes"].append(boxes)
         for k in keys:
             if k == "difficult" and item.get(k) is None:
                 columns[k].append(np.zeros(n, dtype=bool))
                 continue
-            values = _to_numpy(item[k], dtypes[k]).reshape(-1)
+            values = as_numpy(item[k], dtypes[k]).reshape(-1)
             if values.shape[0] != n:
                 raise ValueError(f"image {i}: {n} boxes but {values.shape[0]} {k}")
             columns[k].append(values)
@@ -295,15 +289,6 @@ def evaluate(
     return result
 
 
-def class_name(label: int, class_names: Sequence[str] | Mapping[int, str] | None) -> str:
-    """Display name of ``label``: a mapping is keyed by label, a sequence by ``label - 1``."""
-    if isinstance(class_names, Mapping):
-        return str(class_names.get(label, label))
-    if class_names is not None and 1 <= label <= len(class_names):
-        return str(class_names[label - 1])  # foreground names; label 0 is background
-    return str(label)
-
-
 def per_class_ap(
     result: Mapping[str, Any], class_names: Sequence[str] | Mapping[int, str] | None = None
 ) -> dict[str, float]:
@@ -332,41 +317,3 @@ def format_table(
         )
     lines.append(f"{'mAP':<{width}}  {result['map']:7.4f}")
     return "\n".join(lines)
-
-
-def _synthetic(
-    num_images: int, num_classes: int, dets_per_image: int, gts_per_image: int, seed: int = 0
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Random torch gts/dets (dets jittered around gts plus clutter), for the benchmark."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    gts, dets = [], []
-    for _ in range(num_images):
-        xy = torch.rand(gts_per_image, 2, generator=g) * 400
-        wh = 20 + torch.rand(gts_per_image, 2, generator=g) * 200
-        boxes = torch.cat([xy, xy + wh], dim=1)
-        labels = torch.randint(1, num_classes + 1, (gts_per_image,), generator=g)
-        difficult = torch.rand(gts_per_image, generator=g) < 0.1
-        gts.append({"boxes": boxes, "labels": labels, "difficult": difficult})
-        src = torch.randint(0, gts_per_image, (dets_per_image,), generator=g)
-        noise = torch.randn(dets_per_image, 4, generator=g) * 15
-        det_labels = torch.where(
-            torch.rand(dets_per_image, generator=g) < 0.5,
-            labels[src],
-            torch.randint(1, num_classes + 1, (dets_per_image,), generator=g),
-        )
-        det_scores = torch.rand(dets_per_image, generator=g)
-        dets.append({"boxes": boxes[src] + noise, "scores": det_scores, "labels": det_labels})
-    return gts, dets
-
-
-if __name__ == "__main__":
-    import time
-
-    bench_gts, bench_dets = _synthetic(5000, 20, 100, 3)
-    for metric in (True, False):
-        tic = time.perf_counter()
-        out = evaluate(bench_gts, bench_dets, use_07_metric=metric)
-        toc = time.perf_counter()
-        print(f"use_07_metric={metric}: mAP {out['map']:.4f} in {toc - tic:.3f} s")

@@ -26,8 +26,9 @@ from typing import Any
 import torch
 
 from ssdlib.config import Config, config_from_dict
+from ssdlib.io import atomic_write, load_checkpoint_file
 
-__all__ = ["SHIPPED", "load_shipped", "pack_checkpoint", "shipped_path"]
+__all__ = ["SHIPPED", "pack_checkpoint", "read_shipped", "shipped_path"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED = {"shapes": "shapes.pth"}
@@ -42,19 +43,15 @@ def shipped_path(name: str) -> Path:
     return path
 
 
-def load_shipped(name: str) -> tuple[torch.nn.Module, Config, dict[str, Any]]:
-    """``(model, config, meta)`` of a shipped detector: float32, eval mode, on the CPU.
-    ``meta`` says how it was made (command, commit, CPU, its measured test metrics)."""
-    from ssdlib.engine.checkpoint import load_checkpoint
-    from ssdlib.model import build_model
-
+def read_shipped(name: str) -> tuple[Config, dict[str, torch.Tensor], dict[str, Any]]:
+    """``(config, float32 state dict, meta)`` of a shipped detector (the model is built by
+    :func:`ssdlib.model.load_shipped`). ``meta`` says how it was made (command, commit, CPU,
+    its measured test metrics)."""
     path = shipped_path(name)
-    blob = load_checkpoint(path)
+    blob = load_checkpoint_file(path)
     cfg = config_from_dict(blob["config"], source=str(path))
-    model = build_model(cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in blob["model"].items()})  # fmt: skip
-    return model.eval(), cfg, dict(blob["meta"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
+    return cfg, state, dict(blob["meta"])
 
 
 def _git_commit() -> str:
@@ -81,9 +78,7 @@ def pack_checkpoint(ckpt_path: str | os.PathLike, out: str | os.PathLike, metric
     """Write a training checkpoint as a shipped file (float16 weights + config + meta) and its
     ``.md`` description beside it. ``overrides`` change the stored config's evaluation settings
     (``test.*``), recorded in the meta. Refuses weights that are not finite."""
-    from ssdlib.engine.checkpoint import atomic_write, load_checkpoint
-
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = load_checkpoint_file(ckpt_path)
     state = ckpt["model"]
     for key, value in state.items():
         if value.is_floating_point() and not torch.isfinite(value).all():

@@ -8,7 +8,7 @@ magnitude is much larger than the deeper maps'. Extra layers then halve the reso
 
 The module layout follows torchvision's ``SSDFeatureExtractorVGG`` (``features`` = conv1_1..
 conv4_3, ``extra[0]`` = pool4..conv7), so ImageNet VGG16 weights map by index and torchvision's
-SSD300 weights map by name (see :mod:`ssdlib.model.weights`).
+SSD300 weights map by name (see :mod:`ssdlib.model.convert`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 # VGG16 configuration "D"; "M" is a 2x2 max-pool, "C" the same in ceil mode (pool3).
-_VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512]
+VGG16_CONFIG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512]
+# ``features`` = layers[:CONV4_3_END] (conv1_1 .. conv4_3 + ReLU), as torchvision's SSD; the
+# reference implementations' VGG lists and torchvision's vgg16.features split at the same index.
+CONV4_3_END = 23
 
 
 class L2Norm(nn.Module):
@@ -39,7 +42,7 @@ def vgg16_layers() -> list[nn.Module]:
     """conv1_1 .. conv5_3 + ReLUs, indexed exactly like ``torchvision.models.vgg16().features``."""
     layers: list[nn.Module] = []
     channels = 3
-    for v in _VGG16:
+    for v in VGG16_CONFIG:
         if v in ("M", "C"):
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=v == "C"))
         else:
@@ -90,7 +93,7 @@ class VGG16Backbone(nn.Module):
     def __init__(self, image_size: int = 300) -> None:
         super().__init__()
         layers = vgg16_layers()
-        self.features = nn.Sequential(*layers[:23])  # conv1_1 .. conv4_3 + ReLU
+        self.features = nn.Sequential(*layers[:CONV4_3_END])  # conv1_1 .. conv4_3 + ReLU
         self.l2norm = L2Norm(512)
         fc = nn.Sequential(
             nn.MaxPool2d(kernel_size=3, stride=1, padding=1),  # pool5: keeps the resolution
@@ -100,7 +103,7 @@ class VGG16Backbone(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.extra = nn.ModuleList(
-            [nn.Sequential(*layers[23:], fc), *extra_blocks(image_size)]  # pool4 .. conv7
+            [nn.Sequential(*layers[CONV4_3_END:], fc), *extra_blocks(image_size)]  # pool4 .. conv7
         )
         self.out_channels = self.out_channels_300 if image_size == 300 else self.out_channels_512
         self.reset_parameters()

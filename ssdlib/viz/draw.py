@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ssdlib.metrics.common import class_name
+
 __all__ = ["class_colour", "draw_detections", "plot_losses"]
 
 
@@ -49,7 +51,7 @@ def draw_detections(
     for k, (box, label) in enumerate(zip(boxes.tolist(), labels.tolist())):
         colour = class_colour(int(label))
         draw.rectangle(box, outline=colour, width=width)
-        name = class_names[label - 1] if class_names and 1 <= label <= len(class_names) else str(label)
+        name = class_name(int(label), class_names)
         text = name if score_list is None else f"{name} {score_list[k]:.2f}"
         left, top, right, bottom = draw.textbbox((box[0], box[1]), text, font=font)
         y = box[1] - (bottom - top) - 2 if box[1] - (bottom - top) - 2 >= 0 else box[1]
@@ -69,7 +71,7 @@ def plot_losses(log_path: str | os.PathLike, out_path: str | os.PathLike | None 
     """
     import matplotlib.pyplot as plt
 
-    from ssdlib.engine.logging import read_metrics
+    from ssdlib.engine.run_log import read_metrics
 
     rows = [r for r in read_metrics(log_path) if "loss" in r]
     if not rows:

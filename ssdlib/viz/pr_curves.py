@@ -5,8 +5,8 @@ from typing import Any
 
 import numpy as np
 
+from ssdlib.metrics.common import class_name
 from ssdlib.metrics.curves import precision_envelope
-from ssdlib.metrics.voc import class_name
 
 
 def pr_curve_points(

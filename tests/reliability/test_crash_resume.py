@@ -27,7 +27,8 @@ from reliability_helpers import write_config
 from ssdlib.config import load_config
 from ssdlib.engine import train
 from ssdlib.engine.checkpoint import POINTER, latest_checkpoint, list_checkpoints, load_checkpoint
-from ssdlib.engine.logging import MetricsLogger, read_metrics
+from ssdlib.engine.run_log import MetricsLogger, read_metrics
+from ssdlib.io import CheckpointError
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL and /proc/self/fd")
 
@@ -133,7 +134,7 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     half = out / marker.read_text()
     assert half.is_file() and TEMP.match(half.name)
-    with pytest.raises(RuntimeError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="not a readable"):
         load_checkpoint(half)  # really half-written ...
     assert latest_checkpoint(out).name == "model_0000002.pth"  # ... and never taken for one
     assert not (out / "model_0000004.pth").exists()

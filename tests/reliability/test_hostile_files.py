@@ -24,8 +24,8 @@ from ssdlib.config import ConfigError, load_config
 from ssdlib.data.download import UnsafeArchiveError, extract_archive
 from ssdlib.engine.checkpoint import POINTER, load_checkpoint
 from ssdlib.engine.inference import load_model
+from ssdlib.io import UnsafeCheckpointError, load_checkpoint_file
 from ssdlib.model import build_model
-from ssdlib.model.checkpoint_io import UnsafeCheckpointError, load_checkpoint_file
 
 
 class Payload:

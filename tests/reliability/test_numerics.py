@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from ssdlib.engine import NonFiniteLossError, train, train_step
 from ssdlib.engine.checkpoint import latest_checkpoint, load_checkpoint
 from ssdlib.engine.datasets import build_train_dataset
-from ssdlib.engine.logging import read_metrics
+from ssdlib.engine.run_log import read_metrics
 from ssdlib.engine.sampling import batch_items
 from ssdlib.engine.trainer import prepare_targets
 from ssdlib.loss import MultiBoxLoss

@@ -1,25 +1,17 @@
-"""Pretrained weights: torchvision's ImageNet VGG16 for the backbone, torchvision's COCO SSD300.
+"""State-dict conversions: torchvision's VGG16 and SSD300, lufficc/SSD and amdegroot/ssd.pytorch
+checkpoints -> ssdlib keys. Pure functions on tensors: no files, no downloads, no models built
+(:mod:`ssdlib.model.pretrained` fetches the files, :mod:`ssdlib.model.build` builds the models).
 
-Nothing is downloaded at import time; downloads go to the torch hub cache
-(``$TORCH_HOME/hub/checkpoints``, shared with torchvision) through
-:func:`ssdlib.model.checkpoint_io.cached_download`, which checks the SHA-256 prefix in the file
-name and, offline, says where to put the file.
+ImageNet VGG16 (:func:`vgg16_reduced_from_torchvision`): conv1_1..conv5_3 by index, and fc6/fc7
+decimated into conv6/conv7 as in the paper (section 3, "atrous"): fc6 (4096, 512*7*7) seen as
+(4096, 512, 7, 7) keeps every 4th output and every 3rd tap, ``[::4, :, ::3, ::3]`` ->
+(1024, 512, 3, 3) with dilation 6; fc7 ``[::4, ::4]`` -> (1024, 1024, 1, 1); biases ``[::4]``.
+These weights were trained on 0..1 images standardised with ImageNet's mean/std, while the VGG
+configs feed Caffe-style 0..255 pixels minus (123, 117, 104): :func:`fold_input_normalization`
+rescales conv1_1 so it sees the activations it was trained with (exact away from the zero
+padding at the image border).
 
-Backbone (``model.backbone_weights``):
-
-* ``imagenet`` — ``VGG16_Weights.IMAGENET1K_V1``: conv1_1..conv5_3 by index, and fc6/fc7
-  decimated into conv6/conv7 as in the paper (section 3, "atrous"): fc6 (4096, 512*7*7) seen as
-  (4096, 512, 7, 7) keeps every 4th output and every 3rd tap, ``[::4, :, ::3, ::3]`` ->
-  (1024, 512, 3, 3) with dilation 6; fc7 ``[::4, ::4]`` -> (1024, 1024, 1, 1); biases ``[::4]``.
-  These weights were trained on 0..1 images standardised with ImageNet's mean/std, while the VGG
-  configs feed Caffe-style 0..255 pixels minus (123, 117, 104): :func:`fold_input_normalization`
-  rescales conv1_1 so it sees the activations it was trained with (exact away from the zero
-  padding at the image border).
-* ``imagenet_features`` — ``VGG16_Weights.IMAGENET1K_FEATURES`` (amdegroot's Caffe VGG, trained on
-  the Caffe convention already): conv layers only, conv6/conv7 stay freshly initialised, as in
-  torchvision's ``ssd300_vgg16`` (its classifier is stored as NaNs and is ignored).
-
-torchvision's SSD300 (:func:`ssd300_from_torchvision`): ssdlib's VGG16 backbone mirrors
+torchvision's SSD300 (:func:`ssdlib.model.ssd300_from_torchvision`): ssdlib's VGG16 backbone mirrors
 ``SSDFeatureExtractorVGG`` so its keys map 1:1 (``scale_weight`` -> ``l2norm.weight``,
 ``classification_head.module_list`` -> ``cls_heads``, ``regression_head.module_list`` ->
 ``reg_heads``), with config ``ssd300_coco_torchvision``. Conventions that differ:
@@ -41,40 +33,56 @@ torchvision's SSD300 (:func:`ssd300_from_torchvision`): ssdlib's VGG16 backbone 
 * Labels: 1..90 are COCO category ids (:data:`COCO_V1_CATEGORIES`, "N/A" for unused ids).
 * Input: torchvision normalises, then resizes bilinearly to 300x300; ssdlib resizes, then
   normalises (same mean: 0.48235.. x 255, std 1 on 0..255 pixels).
+
+Reference layouts (both build VGG with the same ``add_vgg``/``vgg`` list, background = class 0,
+heads flattened with ``permute(0, 2, 3, 1).view(B, -1, K)`` like :class:`ssdlib.model.SSDHead`):
+
+====================  =========================  ======================  ======================
+ssdlib                lufficc/SSD                amdegroot/ssd.pytorch   note
+====================  =========================  ======================  ======================
+backbone.features.N   backbone.vgg.N             vgg.N                   N < 23: conv1_1..conv4_3
+backbone.extra.0.M    backbone.vgg.(23+M)        vgg.(23+M)              pool4..conv5_3 (M < 7)
+backbone.extra.0.7.1  backbone.vgg.31            vgg.31                  conv6 (dilation 6)
+backbone.extra.0.7.3  backbone.vgg.33            vgg.33                  conv7
+backbone.l2norm       backbone.l2_norm           L2Norm                  conv4_3 scale
+backbone.extra.I.J    backbone.extras.K          extras.K                I = 1 + K // 2,
+                                                                         J = 0 (K even) or 2
+head.cls_heads.N      box_head.predictor         conf.N
+                      .cls_headers.N
+head.reg_heads.N      box_head.predictor         loc.N
+                      .reg_headers.N
+====================  =========================  ======================  ======================
+
+The references' extras are bare convolutions with ``F.relu`` applied in ``forward``; ssdlib keeps
+the ReLUs as modules (indices 1 and 3 of each block), hence J in {0, 2}. Their L2Norm divides by
+``norm + 1e-10`` where ssdlib's uses ``max(norm, 1e-12)``: equal unless a location is all zeros.
+Both expect RGB images in 0..255 minus (123, 117, 104), the ``ssd300_voc`` input convention.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 
 import torch
-from torch import nn
 
 from ssdlib.config import PriorsConfig
-from ssdlib.model.checkpoint_io import (
-    CheckpointError,
-    cached_download,
-    load_checkpoint_file,
-    ssd_from_reference_checkpoint,
-)
-from ssdlib.model.shipped import SHIPPED, load_shipped
-from ssdlib.model.ssd import SSD
-from ssdlib.model.vgg import _VGG16
+from ssdlib.io import CheckpointError
+from ssdlib.model.vgg import CONV4_3_END, VGG16_CONFIG
 from ssdlib.priors import generate_priors_from
 
 __all__ = [
     "COCO_V1_CATEGORIES",
+    "TORCHVISION_MAX_LOG_SCALE",
     "fold_input_normalization",
-    "load_pretrained_backbone",
-    "pretrained_model",
-    "ssd300_from_torchvision",
+    "reference_checkpoint_format",
+    "reference_ssd_layout",
+    "state_dict_from_amdegroot",
+    "state_dict_from_lufficc",
     "state_dict_from_torchvision_ssd",
     "torchvision_default_boxes",
     "vgg16_reduced_from_torchvision",
-    "weight_url",
 ]
 
 # torchvision.models._meta._COCO_CATEGORIES: index == label == COCO category id.
@@ -92,43 +100,21 @@ COCO_V1_CATEGORIES = (
     "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
 )  # fmt: skip
 
-TORCHVISION_CONFIG = "ssd300_coco_torchvision"
 # torchvision's BoxCoder clamp on dw, dh (``bbox_xform_clip``).
 TORCHVISION_MAX_LOG_SCALE = math.log(1000.0 / 16)
 
-# Input conventions in 0..255 pixel units: x = (pixel - mean) / std.
-IMAGENET_MEAN_255 = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD_255 = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-CAFFE_MEAN = (123.0, 117.0, 104.0)
-
 # VGG16 ``features`` indices of conv1_1 .. conv5_3.
 _VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-_FEATURES_END = 23  # ssdlib/torchvision SSD: features = vgg16.features[:23]
-
-
-def weight_url(name: str) -> str:
-    """Download URL of "imagenet", "imagenet_features" or "torchvision-coco" weights."""
-    from torchvision.models import VGG16_Weights
-    from torchvision.models.detection import SSD300_VGG16_Weights
-
-    urls = {
-        "imagenet": VGG16_Weights.IMAGENET1K_V1.url,
-        "imagenet_features": VGG16_Weights.IMAGENET1K_FEATURES.url,
-        "torchvision-coco": SSD300_VGG16_Weights.COCO_V1.url,
-    }
-    if name not in urls:
-        raise ValueError(f"unknown weights {name!r}; expected one of {sorted(urls)}")
-    return urls[name]
 
 
 def _vgg_conv_key(index: int) -> str:
     """Backbone key prefix of torchvision ``vgg16.features[index]`` (index <= 29)."""
-    return f"features.{index}" if index < _FEATURES_END else f"extra.0.{index - _FEATURES_END}"
+    return f"features.{index}" if index < CONV4_3_END else f"extra.0.{index - CONV4_3_END}"
 
 
 def _vgg16_conv_channels() -> list[tuple[int, int]]:
     """(in, out) channels of conv1_1 .. conv5_3."""
-    widths = [v for v in _VGG16 if isinstance(v, int)]
+    widths = [v for v in VGG16_CONFIG if isinstance(v, int)]
     return list(zip([3, *widths[:-1]], widths))
 
 
@@ -207,39 +193,6 @@ def fold_input_normalization(
     return new_weight, new_bias
 
 
-def load_pretrained_backbone(
-    backbone: nn.Module,
-    kind: str,
-    pixel_mean: Sequence[float] = CAFFE_MEAN,
-    pixel_std: Sequence[float] = (1.0, 1.0, 1.0),
-    progress: bool = True,
-) -> None:
-    """Load torchvision's ImageNet VGG16 weights ("imagenet" or "imagenet_features") into a
-    :class:`~ssdlib.model.VGG16Backbone`, downloading them into the torch hub cache if needed.
-
-    ``pixel_mean``/``pixel_std`` (0..255 units) describe the input the backbone will be fed; the
-    "imagenet" weights' conv1_1 is folded to it (see :func:`fold_input_normalization`).
-    """
-    if kind not in ("imagenet", "imagenet_features"):
-        raise ValueError(f"backbone weights {kind!r}: expected 'imagenet' or 'imagenet_features'")
-    path = cached_download(weight_url(kind), check_hash=True, progress=progress)
-    state = vgg16_reduced_from_torchvision(load_checkpoint_file(path))
-    if kind == "imagenet":
-        if "extra.0.7.1.weight" not in state:
-            raise CheckpointError(f"{path}: 'imagenet' needs IMAGENET1K_V1 weights with fc6/fc7")
-        state["features.0.weight"], state["features.0.bias"] = fold_input_normalization(
-            state["features.0.weight"], state["features.0.bias"],
-            IMAGENET_MEAN_255, IMAGENET_STD_255, pixel_mean, pixel_std,
-        )  # fmt: skip
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    # Left at their initialisation: L2Norm's scale, the extra layers, and conv6/conv7 for
-    # "imagenet_features".
-    fresh = [k for k in missing if not re.match(r"l2norm\.|extra\.0\.7\.|extra\.[1-9]\.", k)]
-    if unexpected or fresh:
-        raise CheckpointError(f"{path}: does not fit the backbone; unexpected {unexpected}, "
-                              f"missing {fresh}")  # fmt: skip
-
-
 def state_dict_from_torchvision_ssd(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """ssdlib SSD keys from a ``torchvision.models.detection.ssd300_vgg16`` state dict."""
     renames = {
@@ -273,57 +226,91 @@ def torchvision_default_boxes(cfg: PriorsConfig) -> torch.Tensor:
     return priors
 
 
-def ssd300_from_torchvision(state_dict: Mapping[str, torch.Tensor]) -> SSD:
-    """An ssdlib SSD300 (config ``ssd300_coco_torchvision`` with :func:`torchvision_default_boxes`,
-    91 logits, its post-processing settings and box-size clamp) holding the weights of a
-    ``torchvision.models.detection.ssd300_vgg16`` state dict. In eval mode.
-
-    ``model(x)`` equals torchvision's ``head(backbone(x))`` (cls_logits, bbox_regression) on the
-    same normalised batch; ``model.predict(x)`` equals its ``postprocess_detections`` / 300.
-    """
-    from ssdlib.config import load_config
-    from ssdlib.model import build_model
-
-    num_logits = state_dict["head.classification_head.module_list.0.bias"].shape[0] // 4
-    if num_logits != len(COCO_V1_CATEGORIES):
-        raise CheckpointError(f"torchvision SSD300 with {num_logits} logits; expected 91 (COCO)")
-    cfg = load_config(TORCHVISION_CONFIG)
-    model = build_model(cfg)
-    model.load_state_dict(state_dict_from_torchvision_ssd(state_dict), strict=True)
-    model.priors.copy_(torchvision_default_boxes(cfg.priors))
-    model.postprocess["max_log_scale"] = TORCHVISION_MAX_LOG_SCALE
-    return model.eval()
+def _vgg_key(index: int) -> str:
+    """ssdlib module path of entry ``index`` of the references' VGG list (0..34)."""
+    if index < CONV4_3_END:
+        return f"backbone.features.{index}"
+    if index < 30:
+        return f"backbone.extra.0.{index - CONV4_3_END}"
+    # 30 pool5, 31 conv6, 32 relu, 33 conv7, 34 relu == the ``fc`` Sequential at extra.0.7
+    return f"backbone.extra.0.7.{index - 30}"
 
 
-def pretrained_model(name: str, progress: bool = True) -> tuple[SSD, list[str]]:
-    """A ready detector and its class names (background excluded: label l is ``names[l - 1]``).
+def _extras_key(index: int) -> str:
+    return f"backbone.extra.{1 + index // 2}.{0 if index % 2 == 0 else 2}"
 
-    ``name``: "shapes" (the shipped ``make demo`` model, :mod:`ssdlib.model.shipped`),
-    "torchvision-coco" (downloads ``SSD300_VGG16_Weights.COCO_V1``, 25.1 COCO AP;
-    labels are COCO category ids, unused ids named "N/A"), or the path of a torchvision SSD300,
-    lufficc/SSD or amdegroot/ssd.pytorch checkpoint (read with ``weights_only=True``).
-    """
-    if name in SHIPPED:  # trained detectors inside the package (ssdlib/weights), offline
-        model, cfg, _ = load_shipped(name)
-        return model, list(cfg.data.class_names)
-    if name == "torchvision-coco":
-        state = load_checkpoint_file(
-            cached_download(weight_url(name), check_hash=True, progress=progress)
-        )
-    elif os.path.isfile(name):
-        state = load_checkpoint_file(name)
-    else:
-        raise ValueError(f"weights {name!r}: expected {', '.join(sorted(SHIPPED))}, "
-                         "'torchvision-coco' or a checkpoint file")
-    if "backbone.scale_weight" in state:
-        return ssd300_from_torchvision(state), list(COCO_V1_CATEGORIES[1:])
-    try:
-        model = ssd_from_reference_checkpoint(state)
-    except CheckpointError as e:
-        raise CheckpointError(f"{name}: {e}") from e
-    from ssdlib.config import VOC_CLASS_NAMES
 
-    names = list(VOC_CLASS_NAMES) if model.num_classes == 20 else [
-        str(i) for i in range(1, model.num_classes + 1)
-    ]  # fmt: skip
-    return model.eval(), names
+_LUFFICC = (
+    (re.compile(r"backbone\.vgg\.(\d+)\.(weight|bias)"), lambda m: _vgg_key(int(m[1]))),
+    (re.compile(r"backbone\.extras\.(\d+)\.(weight|bias)"), lambda m: _extras_key(int(m[1]))),
+    (re.compile(r"backbone\.l2_norm\.(weight)"), lambda m: "backbone.l2norm"),
+    (re.compile(r"box_head\.predictor\.cls_headers\.(\d+)\.(weight|bias)"),
+     lambda m: f"head.cls_heads.{m[1]}"),
+    (re.compile(r"box_head\.predictor\.reg_headers\.(\d+)\.(weight|bias)"),
+     lambda m: f"head.reg_heads.{m[1]}"),
+)  # fmt: skip
+_AMDEGROOT = (
+    (re.compile(r"vgg\.(\d+)\.(weight|bias)"), lambda m: _vgg_key(int(m[1]))),
+    (re.compile(r"extras\.(\d+)\.(weight|bias)"), lambda m: _extras_key(int(m[1]))),
+    (re.compile(r"L2Norm\.(weight)"), lambda m: "backbone.l2norm"),
+    (re.compile(r"conf\.(\d+)\.(weight|bias)"), lambda m: f"head.cls_heads.{m[1]}"),
+    (re.compile(r"loc\.(\d+)\.(weight|bias)"), lambda m: f"head.reg_heads.{m[1]}"),
+)
+
+
+def _unwrap(checkpoint: Mapping[str, object]) -> dict[str, torch.Tensor]:
+    """The state dict inside a training checkpoint, without DataParallel's ``module.``."""
+    state = checkpoint.get("model", checkpoint)
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"checkpoint['model'] is a {type(state).__name__}, not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _remap(state: Mapping[str, torch.Tensor], rules, source: str) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        for pattern, target in rules:
+            match = pattern.fullmatch(key)
+            if match:
+                out[f"{target(match)}.{match.groups()[-1]}"] = value
+                break
+        else:
+            raise CheckpointError(f"{source} checkpoint: unexpected key {key!r}")
+    return out
+
+
+def state_dict_from_lufficc(checkpoint: Mapping[str, object]) -> dict[str, torch.Tensor]:
+    """ssdlib state dict (backbone + head) of a lufficc/SSD VGG checkpoint (``{"model": ...}``)."""
+    return _remap(_unwrap(checkpoint), _LUFFICC, "lufficc/SSD")
+
+
+def state_dict_from_amdegroot(checkpoint: Mapping[str, object]) -> dict[str, torch.Tensor]:
+    """ssdlib state dict (backbone + head) of an amdegroot/ssd.pytorch ``SSD.state_dict()``."""
+    return _remap(_unwrap(checkpoint), _AMDEGROOT, "amdegroot/ssd.pytorch")
+
+
+def reference_checkpoint_format(checkpoint: Mapping[str, object]) -> str:
+    """"lufficc" or "amdegroot", from the key names; :class:`CheckpointError` otherwise."""
+    keys = set(_unwrap(checkpoint))
+    if "backbone.l2_norm.weight" in keys:
+        return "lufficc"
+    if "L2Norm.weight" in keys:
+        return "amdegroot"
+    sample = ", ".join(sorted(keys)[:5])
+    raise CheckpointError(
+        "not a lufficc/SSD (backbone.l2_norm.weight) nor an amdegroot/ssd.pytorch "
+        f"(L2Norm.weight) VGG SSD checkpoint; keys start with: {sample}"
+    )
+
+
+def reference_ssd_layout(state: Mapping[str, torch.Tensor], fmt: str) -> tuple[int, int]:
+    """``(image_size, num_logits)`` of a converted reference state dict: the size from the
+    number of extra convolutions (8: SSD300, 10: SSD512), the logits (classes + background) from
+    the first classification head (4 boxes per location)."""
+    extras = {k.split(".")[2] for k in state if k.startswith("backbone.extra.") and
+              not k.startswith("backbone.extra.0.")}  # fmt: skip
+    sizes = {4: 300, 5: 512}
+    if len(extras) not in sizes:
+        raise CheckpointError(f"{fmt} checkpoint: {len(extras) * 2} extra convolutions; "
+                              "expected 8 (SSD300) or 10 (SSD512)")  # fmt: skip
+    return sizes[len(extras)], state["head.cls_heads.0.weight"].shape[0] // 4

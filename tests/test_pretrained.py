@@ -22,17 +22,14 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
+import ssdlib.model as M
 from ssdlib.boxes import decode
-from ssdlib.config import VOC_CLASS_NAMES, load_config
-from ssdlib.model import VGG16Backbone, build_model
-from ssdlib.model import weights as W
-from ssdlib.model.checkpoint_io import (
-    CheckpointError,
-    UnsafeCheckpointError,
-    load_checkpoint_file,
-    sha256_of,
-    ssd_from_reference_checkpoint,
-)
+from ssdlib.config import CAFFE_PIXEL_MEAN, VOC_CLASS_NAMES, load_config
+from ssdlib.io import CheckpointError, UnsafeCheckpointError, load_checkpoint_file
+from ssdlib.model import VGG16Backbone, build_model, ssd_from_reference_checkpoint
+from ssdlib.model import build as B
+from ssdlib.model import pretrained as W
+from ssdlib.model.pretrained import sha256_of
 from ssdlib.postprocess import detect
 from ssdlib.priors import generate_priors
 
@@ -67,7 +64,7 @@ def tv_ssd():
 
 @pytest.fixture(scope="module")
 def converted(tv_ssd):
-    return W.ssd300_from_torchvision(tv_ssd.state_dict())
+    return M.ssd300_from_torchvision(tv_ssd.state_dict())
 
 
 def tv_anchors(tv_ssd, batch: int) -> list[torch.Tensor]:
@@ -95,8 +92,8 @@ def assert_same_detections(tv_dets, ours, atol=1e-5):
 def test_coco_categories_are_torchvisions():
     from torchvision.models._meta import _COCO_CATEGORIES
 
-    assert list(W.COCO_V1_CATEGORIES) == _COCO_CATEGORIES
-    cfg = load_config(W.TORCHVISION_CONFIG)
+    assert list(M.COCO_V1_CATEGORIES) == _COCO_CATEGORIES
+    cfg = load_config(B.TORCHVISION_CONFIG)
     assert cfg.data.class_names == _COCO_CATEGORIES[1:]
     assert cfg.input.pixel_mean == pytest.approx([0.48235 * 255, 0.45882 * 255, 0.40784 * 255])
 
@@ -110,7 +107,7 @@ def test_priors_equal_torchvision_default_boxes(tv_ssd, converted):
     torch.testing.assert_close(ours, theirs, atol=1e-7, rtol=0)
     # ssdlib's own rule (clamp cx, cy too) differs exactly where a centre is past the border:
     # the last row and column of the 10x10 map (stride 32: 9.5 * 32 / 300 = 1.0133).
-    config_priors = build_model(load_config(W.TORCHVISION_CONFIG)).priors
+    config_priors = build_model(load_config(B.TORCHVISION_CONFIG)).priors
     differs = (config_priors - theirs).abs().amax(1) > 1e-6
     outside = (theirs[:, :2] > 1).any(1)
     assert torch.equal(differs, outside) and int(outside.sum()) == (10 + 10 - 1) * 6
@@ -161,7 +158,7 @@ def test_decode_clamp_equals_torchvision_box_coder():
     g = torch.Generator().manual_seed(3)
     priors = torch.rand(500, 4, generator=g) * 0.5 + 0.1
     deltas = torch.randn(500, 4, generator=g) * 15
-    ours = decode(deltas, priors, (0.1, 0.2), max_log_scale=W.TORCHVISION_MAX_LOG_SCALE)
+    ours = decode(deltas, priors, (0.1, 0.2), max_log_scale=M.convert.TORCHVISION_MAX_LOG_SCALE)
     anchors = torch.cat([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], 1)
     theirs = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0)).decode_single(deltas, anchors * 300) / 300
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
@@ -170,7 +167,7 @@ def test_decode_clamp_equals_torchvision_box_coder():
 
 def test_torchvision_ssd_rejects_other_state_dicts():
     with pytest.raises(CheckpointError, match="not a torchvision ssd300_vgg16"):
-        W.state_dict_from_torchvision_ssd({"backbone.body.conv1.weight": torch.zeros(1)})
+        M.state_dict_from_torchvision_ssd({"backbone.body.conv1.weight": torch.zeros(1)})
 
 
 # --- ImageNet VGG16 backbone ---------------------------------------------------------------
@@ -188,7 +185,7 @@ def vgg16_state():
 
 def test_vgg16_decimation_on_real_shapes(vgg16_state):
     sd = vgg16_state
-    out = W.vgg16_reduced_from_torchvision(sd)
+    out = M.vgg16_reduced_from_torchvision(sd)
     fc6 = sd["classifier.0.weight"].view(4096, 512, 7, 7)
     assert torch.equal(out["extra.0.7.1.weight"], fc6[::4, :, ::3, ::3])
     assert out["extra.0.7.1.weight"].shape == (1024, 512, 3, 3)
@@ -218,17 +215,17 @@ def test_imagenet_features_layout(vgg16_state):
                       for k, v in vgg16_state.items()}  # fmt: skip
     features_only = {k: v for k, v in vgg16_state.items() if k.startswith("features")}
     for sd in (nan_classifier, features_only):
-        out = W.vgg16_reduced_from_torchvision(sd)
+        out = M.vgg16_reduced_from_torchvision(sd)
         assert len(out) == 26 and not any(k.startswith("extra.0.7") for k in out)
         assert torch.equal(out["features.0.weight"], vgg16_state["features.0.weight"])
 
 
 def test_vgg16_conversion_rejects_other_layouts(vgg16_state):
     with pytest.raises(CheckpointError, match=r"features\.0\.weight is missing"):
-        W.vgg16_reduced_from_torchvision({"conv1.weight": torch.zeros(64, 3, 7, 7)})
+        M.vgg16_reduced_from_torchvision({"conv1.weight": torch.zeros(64, 3, 7, 7)})
     bad = {**vgg16_state, "features.28.weight": torch.zeros(256, 512, 3, 3)}
     with pytest.raises(CheckpointError, match=r"features\.28\.weight is \(256, 512, 3, 3\)"):
-        W.vgg16_reduced_from_torchvision(bad)
+        M.vgg16_reduced_from_torchvision(bad)
 
 
 def test_fold_input_normalization_matches_imagenet_standardisation(vgg16_state):
@@ -236,9 +233,9 @@ def test_fold_input_normalization_matches_imagenet_standardisation(vgg16_state):
     pixels = torch.rand(1, 3, 32, 32) * 255
     mean, std = torch.tensor(W.IMAGENET_MEAN_255), torch.tensor(W.IMAGENET_STD_255)
     expected = F.conv2d((pixels - mean.view(3, 1, 1)) / std.view(3, 1, 1), w, b, padding=1)
-    w2, b2 = W.fold_input_normalization(w, b, W.IMAGENET_MEAN_255, W.IMAGENET_STD_255,
-                                        W.CAFFE_MEAN, (1.0, 1.0, 1.0))  # fmt: skip
-    got = F.conv2d(pixels - torch.tensor(W.CAFFE_MEAN).view(3, 1, 1), w2, b2, padding=1)
+    w2, b2 = M.fold_input_normalization(w, b, W.IMAGENET_MEAN_255, W.IMAGENET_STD_255,
+                                        CAFFE_PIXEL_MEAN, (1.0, 1.0, 1.0))  # fmt: skip
+    got = F.conv2d(pixels - torch.tensor(CAFFE_PIXEL_MEAN).view(3, 1, 1), w2, b2, padding=1)
     # Exact away from the zero padding (border pixels see padding in different units).
     torch.testing.assert_close(got[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], atol=1e-4, rtol=1e-5)
 
@@ -287,9 +284,9 @@ def test_download_into_hub_cache_then_offline(vgg16_state, http_dir, tmp_path, m
     fc6 = sd["classifier.0.weight"].reshape(4096, 512, 7, 7)[::4, :, ::3, ::3]
     assert torch.equal(vgg.extra[0][7][1].weight, fc6)
     assert torch.equal(vgg.extra[0][1].weight, sd["features.24.weight"])
-    w0, b0 = W.fold_input_normalization(sd["features.0.weight"], sd["features.0.bias"],
+    w0, b0 = M.fold_input_normalization(sd["features.0.weight"], sd["features.0.bias"],
                                         W.IMAGENET_MEAN_255, W.IMAGENET_STD_255,
-                                        W.CAFFE_MEAN, (1.0, 1.0, 1.0))  # fmt: skip
+                                        CAFFE_PIXEL_MEAN, (1.0, 1.0, 1.0))  # fmt: skip
     assert torch.equal(vgg.features[0].weight, w0) and torch.equal(vgg.features[0].bias, b0)
     # Cached: works with the server gone.
     (root / name).unlink()
@@ -322,14 +319,14 @@ def test_offline_error_says_where_to_put_the_file(tmp_path, monkeypatch):
     assert f"cannot download vgg16-397923af.pth from 127.0.0.1:{port}: offline?" in message
     assert f"put the file at {expected}" in message
     with pytest.raises(ConnectionError, match="offline"):
-        W.pretrained_model("torchvision-coco", progress=False)
+        M.pretrained_model("torchvision-coco", progress=False)
 
 
 def test_pretrained_model_reads_a_torchvision_checkpoint_file(tv_ssd, tmp_path):
     path = tmp_path / "ssd300_vgg16_coco.pth"
     torch.save(tv_ssd.state_dict(), path)
-    model, names = W.pretrained_model(str(path))
-    assert names == list(W.COCO_V1_CATEGORIES[1:]) and model.num_classes == 90
+    model, names = M.pretrained_model(str(path))
+    assert names == list(M.COCO_V1_CATEGORIES[1:]) and model.num_classes == 90
     assert model.postprocess["max_log_scale"] == pytest.approx(math.log(1000 / 16))
     assert torch.equal(model.backbone.l2norm.weight, tv_ssd.backbone.scale_weight)
 
@@ -356,7 +353,7 @@ def test_malicious_checkpoint_is_refused(tmp_path, writer):
         with open(path, "wb") as f:
             pickle.dump(payload, f, protocol=2)  # torch.load's default: no warning
     for load in (load_checkpoint_file, ssd_from_reference_checkpoint,
-                 lambda p: W.pretrained_model(str(p))):  # fmt: skip
+                 lambda p: M.pretrained_model(str(p))):  # fmt: skip
         with pytest.raises(UnsafeCheckpointError, match=f"{path}: refused to load"):
             load(path)
     assert not marker.exists()
@@ -461,7 +458,7 @@ def test_reference_checkpoint_forward_matches(layout, tmp_path):
         checkpoint = {f"module.{k}": v for k, v in sd.items()}  # saved from DataParallel
     path = tmp_path / f"{layout}.pth"
     torch.save(checkpoint, path)
-    model, names = W.pretrained_model(str(path))
+    model, names = M.pretrained_model(str(path))
     assert names == list(VOC_CLASS_NAMES)
     # Same priors as the VOC config (the references' VOC SSD300 defaults).
     assert torch.equal(model.priors, generate_priors(load_config("ssd300_voc").priors))

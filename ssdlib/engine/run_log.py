@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ssdlib.engine.checkpoint import atomic_write
+from ssdlib.io import atomic_write
 
 __all__ = ["MetricsLogger", "read_metrics"]
 
