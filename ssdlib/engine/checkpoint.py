@@ -30,6 +30,7 @@ import torch
 
 __all__ = [
     "POINTER",
+    "CheckpointError",
     "atomic_write",
     "checkpoint_path",
     "get_rng_state",
@@ -44,6 +45,20 @@ POINTER = "last_checkpoint"
 _NAME = re.compile(r"^model_(\d+)\.pth$")
 # atomic_write's temporary files: ".<name>.tmp<pid>".
 _TEMP = re.compile(r"^\.(.+)\.tmp(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used (truncated, empty, not a checkpoint); names it."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def checkpoint_path(out_dir: str | os.PathLike, iteration: int) -> Path:
@@ -68,13 +83,15 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that a killed process left in ``folder`` (half-written
     ``.model_*.pth.tmp<pid>`` and the like: never taken for checkpoints, but litter). Only
-    files of other processes are touched; call it before this process writes there."""
+    files whose writing process is dead are touched: a live one (another command writing an
+    eval json there) keeps its in-flight file."""
     removed = []
     folder = Path(folder)
     if folder.is_dir():
         for p in folder.iterdir():
             m = _TEMP.match(p.name)
-            if m and int(m.group(2)) != os.getpid() and p.is_file():
+            pid = int(m.group(2)) if m else 0
+            if m and pid != os.getpid() and not _pid_alive(pid) and p.is_file():
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
@@ -131,24 +148,34 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """``torch.load`` with ``weights_only=True``; the error names the file if it is unreadable
-    (RuntimeError) or holds pickled code (:class:`~ssdlib.model.checkpoint_io.UnsafeCheckpointError`,
-    a ValueError, so the CLI reports it in one line)."""
+    (:class:`CheckpointError`, a RuntimeError) or holds pickled code
+    (:class:`~ssdlib.model.checkpoint_io.UnsafeCheckpointError`, a ValueError); the CLI reports
+    both in one line."""
     from ssdlib.model.checkpoint_io import UnsafeCheckpointError
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError as e:
         if "GLOBAL" not in str(e):  # junk bytes, not a refused callable
-            raise RuntimeError(f"{path}: not a readable ssdlib checkpoint ({e})") from e
+            raise CheckpointError(f"{path}: not a readable ssdlib checkpoint ({_short(e)})") from e
         # weights_only refused a global (a callable, a custom class): nothing was executed.
         raise UnsafeCheckpointError(
             f"{path}: refused to load: it contains pickled objects other than tensors and plain "
             "containers, which could run code; only load checkpoints you trust"
         ) from e
-    except Exception as e:
-        raise RuntimeError(f"{path}: not a readable ssdlib checkpoint ({e})") from e
+    except Exception as e:  # truncated zip, empty file, garbage: torch raises many kinds
+        raise CheckpointError(f"{path}: not a readable ssdlib checkpoint ({_short(e)})") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not an ssdlib checkpoint (holds a {type(state).__name__}, "
+                              "expected a dict of weights)")  # fmt: skip
+    return state
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:200]
 
 
 def get_rng_state() -> dict[str, Any]:
