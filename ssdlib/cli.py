@@ -44,10 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ssdlib.engine.errors import USER_ERRORS, report
+
     args = build_parser().parse_args(argv)
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
+    except USER_ERRORS as e:  # every command: a user-caused failure is one line, no traceback
+        return report(e)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -20,6 +20,15 @@ from typing import Any
 
 import yaml
 
+from ssdlib.config_checks import (
+    MAX_CONFIG_BYTES,
+    YamlLimitError,
+    range_problem,
+    safe_yaml_load,
+    short_repr,
+    short_text,
+)
+
 VOC_CLASS_NAMES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
@@ -156,9 +165,11 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     """
     text, source = _read_source(str(name_or_path))
     try:
-        data = yaml.safe_load(text) or {}
+        data = safe_yaml_load(text) or {}
+    except YamlLimitError as e:
+        raise ConfigError(f"{source}: {e}") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML: {e}") from e
+        raise ConfigError(f"{source}: not valid YAML: {short_text(e)}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
     for item in overrides or []:
@@ -190,7 +201,10 @@ def dump_config(cfg: Config, path: str | Path | None = None) -> str:
 
 
 def validate_config(cfg: Config, source: str = "<config>") -> None:
-    """Cross-field checks that types alone cannot express."""
+    """Value ranges (:func:`ssdlib.config_checks.range_problem`) and cross-field checks."""
+    problem = range_problem(cfg.to_dict())
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
     p = cfg.priors
     n = len(p.feature_maps)
     for key in ("strides", "min_sizes", "max_sizes", "aspect_ratios"):
@@ -234,7 +248,8 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
-            raise ConfigError(f"{source}: {key} is {value!r}; expected one of {list(allowed)}")
+            raise ConfigError(f"{source}: {key} is {short_repr(value)}; expected one of "
+                              f"{list(allowed)}")  # fmt: skip
 
 
 # --- internals ---------------------------------------------------------------------------
@@ -246,9 +261,16 @@ def _read_source(name_or_path: str) -> tuple[str, str]:
         return res.read_text(), f"ssdlib/configs/{name_or_path}.yaml"
     path = Path(name_or_path)
     if path.is_file():
-        return path.read_text(), str(path)
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: config file is {size} bytes; the limit is "
+                              f"{MAX_CONFIG_BYTES} (is it a config?)")  # fmt: skip
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from e
     raise ConfigError(
-        f"config {name_or_path!r}: no such file and not a built-in name; "
+        f"config {short_repr(name_or_path)}: no such file and not a built-in name; "
         f"built-in configs: {', '.join(builtin_names())}"
     )
 
@@ -257,11 +279,14 @@ def _apply_override(data: dict[str, Any], item: str, source: str) -> None:
     key, sep, raw = item.partition("=")
     parts = key.strip().split(".")
     if not sep or len(parts) != 2 or not all(parts):
-        raise ConfigError(f"override {item!r}: expected 'section.key=value'")
+        raise ConfigError(f"override {short_repr(item)}: expected 'section.key=value'")
     try:
-        value = yaml.safe_load(raw)
+        value = safe_yaml_load(raw)
+    except YamlLimitError as e:
+        raise ConfigError(f"override {short_repr(key)}: value {e}") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from e
+        raise ConfigError(f"override {short_repr(item)}: value is not valid YAML: "
+                          f"{short_text(e)}") from e  # fmt: skip
     section = data.setdefault(parts[0], {})
     if not isinstance(section, dict):
         raise ConfigError(f"{source}: section {parts[0]!r} must be a mapping")
@@ -277,7 +302,7 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
     unknown = [k for k in data if k not in valid]
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key '{prefix}{unknown[0]}'; valid keys in {where}: "
+            f"{source}: unknown key '{prefix}{short_text(unknown[0])}'; valid keys in {where}: "
             f"{', '.join(valid)}"
         )
     kwargs = {}
@@ -325,5 +350,5 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
 def _type_error(key: str, source: str, hint: Any, value: Any) -> ConfigError:
     name = hint.__name__ if isinstance(hint, type) else str(hint)
     return ConfigError(
-        f"{source}: {key} must be {name}, got {value!r} ({type(value).__name__})"
+        f"{source}: {key} must be {name}, got {short_repr(value)} ({type(value).__name__})"
     )

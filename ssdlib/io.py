@@ -42,6 +42,10 @@ def atomic_write(path: str | os.PathLike, data: bytes, durable: bool = True) -> 
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk (ENOSPC), a read-only folder: name the file asked for
+        if e.strerror and e.filename in (None, str(tmp)):
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     if durable:
@@ -73,7 +77,7 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: str | torch.devi
         raise
     except pickle.UnpicklingError as e:
         if "GLOBAL" not in str(e):  # junk bytes, not a refused callable
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {e}") from e
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_short(e)}") from e
         # weights_only's restricted unpickler refused a global (os.system, a custom class ...):
         # nothing from the file has been executed.
         raise UnsafeCheckpointError(
@@ -83,7 +87,13 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: str | torch.devi
             f"{str(e).splitlines()[0]}"
         ) from e
     except Exception as e:  # zip/EOF/format errors of a truncated or foreign file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {e}") from e
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_short(e)}") from e
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict (state dict), got {type(obj).__name__}")
     return obj
+
+
+def _short(error: BaseException) -> str:
+    """The first line of an error, at most 200 characters: torch's messages run to pages."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:200]

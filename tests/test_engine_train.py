@@ -170,16 +170,18 @@ def test_class_count_mismatch_with_a_checkpoint_fails_before_any_work(tmp_path):
 
 
 def test_amp_auto_follows_the_hardware(monkeypatch):
+    from ssdlib.engine import device as dev
     from ssdlib.engine import trainer
 
+    assert trainer.resolve_amp is dev.resolve_amp  # the old import name still works
     cpu = torch.device("cpu")
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
-    assert trainer.resolve_amp("auto", cpu) is torch.bfloat16
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
-    assert trainer.resolve_amp("auto", cpu) is None  # emulated bf16 is slower than fp32
-    assert trainer.resolve_amp("off", cpu) is None
-    assert trainer.resolve_amp("bf16", cpu) is torch.bfloat16
-    assert trainer.resolve_amp("fp16", cpu) is torch.float16
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
+    assert dev.resolve_amp("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
+    assert dev.resolve_amp("auto", cpu) is None  # emulated bf16 is slower than fp32
+    assert dev.resolve_amp("off", cpu) is None
+    assert dev.resolve_amp("bf16", cpu) is torch.bfloat16
+    assert dev.resolve_amp("fp16", cpu) is torch.float16
 
 
 def test_bf16_channels_last_training_on_the_cpu(tmp_path):

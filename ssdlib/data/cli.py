@@ -32,8 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "shapes":
         from ssdlib.data.shapes_io import write_shapes
+        from ssdlib.engine.outdir import ensure_output_dir
 
+        for name in ("train", "test", "size"):
+            value, least = getattr(args, name), 1 if name == "size" else 0
+            if value < least:
+                print(f"error: --{name} is {value}; expected >= {least}", file=sys.stderr)
+                return 2
         out = args.out or data_root() / "shapes"
+        ensure_output_dir(out, "--out")  # before rendering, not after it
         write_shapes(out, args.train, args.test, args.size, args.seed)
         print(f"Shapes written to {out}")
         return 0

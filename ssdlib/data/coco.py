@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,9 @@ _CAT_FIELDS = ("id", "name")
 def check_coco_dict(data: dict, source: str | os.PathLike) -> list[str]:
     """All structural problems of a COCO instances dict, as ``"<source>: <record>: <problem>"``."""
     problems: list[str] = []
+    if not isinstance(data, dict):
+        return [f"{source}: the top level must be an object with images, annotations and "
+                f"categories, got a {type(data).__name__}"]  # fmt: skip
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             problems.append(f"{source}: missing or non-list top-level field {key!r}")
@@ -54,20 +58,42 @@ def check_coco_dict(data: dict, source: str | os.PathLike) -> list[str]:
             if missing:
                 rid = rec.get("id", "?") if isinstance(rec, dict) else "?"
                 problems.append(f"{source}: {key}[{k}] (id={rid}) missing field(s) {missing}")
-    image_ids = {r["id"] for r in data["images"] if isinstance(r, dict) and "id" in r}
-    cat_ids = {r["id"] for r in data["categories"] if isinstance(r, dict) and "id" in r}
+    image_ids = {r["id"] for r in data["images"] if isinstance(r, dict) and _hashable(r.get("id"))}
+    cat_ids = {r["id"] for r in data["categories"] if isinstance(r, dict) and _hashable(r.get("id"))}
     for k, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or any(f not in ann for f in _ANN_FIELDS):
             continue
-        where = f"{source}: annotations[{k}] (id={ann['id']})"
-        if ann["image_id"] not in image_ids:
-            problems.append(f"{where}: image_id {ann['image_id']} not in images")
-        if ann["category_id"] not in cat_ids:
-            problems.append(f"{where}: unknown category_id {ann['category_id']}")
+        where = f"{source}: annotations[{k}] (id={_short(ann['id'])})"
+        if not _hashable(ann["image_id"]) or ann["image_id"] not in image_ids:
+            problems.append(f"{where}: image_id {_short(ann['image_id'])} not in images")
+        if not _hashable(ann["category_id"]) or ann["category_id"] not in cat_ids:
+            problems.append(f"{where}: unknown category_id {_short(ann['category_id'])}")
         bbox = ann["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4:
-            problems.append(f"{where}: bbox must be a list [x, y, w, h], got {bbox!r}")
+            problems.append(f"{where}: bbox must be a list [x, y, w, h], got {_short(bbox)}")
+        elif not all(_finite_number(v) for v in bbox):
+            problems.append(f"{where}: bbox values must be finite numbers, got {_short(bbox)}")
+        if len(problems) >= _MAX_PROBLEMS:
+            problems.append(f"{source}: stopped after {_MAX_PROBLEMS} problems")
+            break
     return problems
+
+
+_MAX_PROBLEMS = 50
+
+
+def _hashable(value: object) -> bool:
+    return isinstance(value, int | str | float) and not isinstance(value, bool)
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: object) -> str:
+    big = isinstance(value, list | dict) and len(value) >= 20  # never repr() a huge value
+    text = f"<{type(value).__name__} of {len(value)}>" if big else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def load_coco_json(ann_file: str | os.PathLike) -> COCO:
@@ -79,6 +105,8 @@ def load_coco_json(ann_file: str | os.PathLike) -> COCO:
         data = json.loads(ann_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"{ann_file}: malformed json ({e})") from e
+    except RecursionError as e:
+        raise DatasetError(f"{ann_file}: json nested too deeply") from e
     problems = check_coco_dict(data, ann_file)
     if problems:
         raise DatasetError("\n".join(problems))

@@ -69,6 +69,8 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
             arr = _to_rgb_array(img)
     except UnidentifiedImageError as e:
         raise DatasetError(f"{path}: not a readable image (corrupt or unknown format)") from e
+    except Image.DecompressionBombError as e:  # a header claiming e.g. 20000 x 20000 pixels
+        raise DatasetError(f"{path}: image too large to decode ({e})") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"{path}: corrupt or truncated image ({e})") from e
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shutil
 import stat
 import tarfile
 import urllib.error
@@ -165,65 +166,134 @@ def _inside(base: Path, target: Path) -> bool:
     return os.path.commonpath([base, target]) == str(base)
 
 
-def _check_member(base: Path, name: str, link: str | None) -> str | None:
-    """Problem with one member (``None`` if safe). ``link``: symlink target, if a symlink."""
+MAX_EXTRACT_BYTES = 64 << 30  # COCO train2017, the largest archive we unpack, is ~19 GB
+_MAX_HOPS = 40  # link resolutions per path, as Linux's ELOOP limit
+
+
+def _resolve(base: Path, start: Path, rel: str, links: dict[str, str]) -> Path:
+    """Where ``start / rel`` lands once the archive's own symlinks (``links``: member path ->
+    target) are followed, chains included (``x -> .``, ``x2 -> x/..``): ``..`` is taken after
+    a link is followed, as the OS does, never lexically. May be outside ``base``."""
+    cur, parts, hops = start, list(PurePosixPath(rel).parts), 0
+    while parts:
+        part = parts.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            cur = cur.parent
+            continue
+        nxt = cur / part
+        key = os.path.relpath(nxt, base).replace(os.sep, "/") if _inside(base, nxt) else None
+        if key in links:
+            hops += 1
+            if hops > _MAX_HOPS:
+                raise UnsafeArchiveError(f"{rel!r}: link loop")
+            target = links[key]
+            if target.startswith(("/", "\\")):
+                return Path(target)
+            parts = list(PurePosixPath(target).parts) + parts  # relative to the link's folder
+            continue
+        cur = nxt
+    return Path(os.path.normpath(cur))
+
+
+def _check_member(base: Path, name: str, link: str | None, links: dict[str, str]) -> str | None:
+    """Problem with one member (``None`` if safe). ``link``: symlink target, if a symlink;
+    ``links``: every symlink of the archive, so that paths through links are followed."""
     if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or ":" in name[:2]:
         return f"{name!r}: absolute path"
-    target = Path(os.path.normpath(base / name))
-    if not _inside(base, target):
+    if not _inside(base, Path(os.path.normpath(base / name))):
         return f"{name!r}: escapes the target folder"
+    pure = PurePosixPath(name)
+    try:
+        folder = _resolve(base, base, str(pure.parent), links)  # the OS follows folder links
+    except UnsafeArchiveError as e:
+        return str(e)
+    if not _inside(base, folder / pure.name):
+        return f"{name!r}: lands outside the target folder through a link"
     if link is not None:
         if link.startswith(("/", "\\")):
             return f"{name!r}: link to an absolute path {link!r}"
-        if not _inside(base, Path(os.path.normpath(target.parent / link))):
+        try:
+            target = _resolve(base, folder, link, links)
+        except UnsafeArchiveError as e:
+            return str(e)
+        if not _inside(base, target):
             return f"{name!r}: link {link!r} points outside the target folder"
     return None
 
 
-def _tar_problems(tf: tarfile.TarFile, base: Path) -> list[str]:
-    problems = []
-    for m in tf.getmembers():
+def _tar_problems(tf: tarfile.TarFile, base: Path) -> tuple[list[str], int]:
+    problems, total = [], 0
+    members = tf.getmembers()
+    links = {_norm(m.name): m.linkname for m in members if m.issym()}
+    for m in members:
+        total += max(0, m.size) if m.isfile() else 0
         if m.isdev():
             problems.append(f"{m.name!r}: device file")
             continue
         link = m.linkname if m.issym() else None
-        problem = _check_member(base, m.name, link)
+        problem = _check_member(base, m.name, link, links)
         if problem is None and m.islnk():  # hard links name a path relative to the archive root
-            problem = _check_member(base, m.linkname, None)
+            problem = _check_member(base, m.linkname, None, links)
             problem = problem and f"{m.name!r}: hard link to {problem}"  # name the member too
         if problem:
             problems.append(problem)
-    return problems
+    return problems, total
 
 
-def _zip_problems(zf: zipfile.ZipFile, base: Path) -> list[str]:
+def _zip_problems(zf: zipfile.ZipFile, base: Path) -> tuple[list[str], int]:
+    infos = zf.infolist()
+    is_link = {i.filename: stat.S_ISLNK(i.external_attr >> 16) for i in infos}
+    links = {_norm(i.filename): zf.read(i)[:4096].decode("utf-8", "replace")
+             for i in infos if is_link[i.filename]}  # fmt: skip
     problems = []
-    for info in zf.infolist():
-        is_link = stat.S_ISLNK(info.external_attr >> 16)
-        link = zf.read(info).decode("utf-8", "replace") if is_link else None
-        problem = _check_member(base, info.filename, link)
+    for info in infos:
+        link = links[_norm(info.filename)] if is_link[info.filename] else None
+        problem = _check_member(base, info.filename, link, links)
         if problem:
             problems.append(problem)
-    return problems
+    return problems, sum(i.file_size for i in infos)
 
 
-def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Unpack a ``.tar[.gz]``/``.zip`` into ``dest`` after checking every member path.
+def _norm(name: str) -> str:
+    return os.path.normpath(name.rstrip("/")).replace(os.sep, "/")
 
-    Raises :class:`UnsafeArchiveError` listing all offending members; nothing is extracted then.
+
+def _check_size(archive: Path, base: Path, total: int, max_bytes: int) -> None:
+    if total > max_bytes:
+        raise UnsafeArchiveError(f"{archive}: refused to extract: it unpacks to {total} bytes, "
+                                 f"over the {max_bytes}-byte limit")  # fmt: skip
+    free = shutil.disk_usage(base).free
+    if total > free:
+        raise DownloadError(f"{archive}: unpacks to {total} bytes but {base} has only {free} "
+                            "free; free space and run again (nothing was extracted)")  # fmt: skip
+
+
+def extract_archive(
+    archive: str | os.PathLike, dest: str | os.PathLike, max_bytes: int = MAX_EXTRACT_BYTES
+) -> Path:
+    """Unpack a ``.tar[.gz]``/``.zip`` into ``dest`` after checking every member path (links
+    followed through the archive's own links) and the unpacked size (at most ``max_bytes``,
+    and no more than the free space).
+
+    Raises :class:`UnsafeArchiveError` listing all offending members, or naming the size;
+    nothing is extracted then.
     """
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     base = dest.resolve()
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            problems = _zip_problems(zf, base)
+            problems, total = _zip_problems(zf, base)
             if not problems:
+                _check_size(archive, base, total, max_bytes)
                 zf.extractall(base)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
-            problems = _tar_problems(tf, base)
+            problems, total = _tar_problems(tf, base)
             if not problems:
+                _check_size(archive, base, total, max_bytes)
                 tf.extractall(base, filter="data")
     else:
         raise DownloadError(f"{archive}: neither a tar nor a zip archive")

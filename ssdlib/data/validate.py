@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ssdlib.data.coco import check_coco_dict
 from ssdlib.data.common import DatasetError, load_image
-from ssdlib.data.voc import parse_voc_xml
+from ssdlib.data.voc import parse_voc_xml, read_text_lines
 
 __all__ = ["Problem", "ValidationReport", "validate_voc_folder", "validate_coco", "validate_dataset"]
 
@@ -124,7 +124,12 @@ def validate_voc_folder(
         if not f.is_file():
             report.add(f, "split file not found")
             continue
-        ids.update((line.split()[0], None) for line in f.read_text().splitlines() if line.strip())
+        try:
+            lines = read_text_lines(f)
+        except DatasetError as e:
+            report.add(f, str(e).removeprefix(f"{f}: "))
+            continue
+        ids.update((line.split()[0], None) for line in lines if line.strip())
     known = set(class_names)
     for image_id in ids:
         img_path = voc_dir / "JPEGImages" / f"{image_id}.jpg"
@@ -170,6 +175,9 @@ def validate_coco(
         return report
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         report.add(ann_file, f"malformed json ({e})")
+        return report
+    except RecursionError:
+        report.add(ann_file, "json nested too deeply")
         return report
     for message in check_coco_dict(data, ann_file):
         report.add(ann_file, message.removeprefix(f"{ann_file}: "))

@@ -99,7 +99,18 @@ def read_image_set(voc_dir: str | os.PathLike, split: str) -> list[str]:
     path = Path(voc_dir) / "ImageSets" / "Main" / f"{split}.txt"
     if not path.is_file():
         raise DatasetError(f"{path}: image set file not found (split {split!r})")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return [line.split()[0] for line in read_text_lines(path) if line.strip()]
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 list file; a stray byte (0xFF from a bad copy) is an error naming it."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DatasetError(f"{path}: line {line} is not UTF-8 text (byte 0x{data[e.start]:02X}); "
+                           "expected one image id per line") from e
 
 
 def annotation_to_target(

@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssdlib.io import atomic_write, load_checkpoint_file  # atomic_write: re-exported
+from ssdlib.io import CheckpointError, atomic_write, load_checkpoint_file  # re-exported
 
 __all__ = [
     "POINTER",
+    "CheckpointError",
     "atomic_write",
     "checkpoint_path",
     "get_rng_state",
@@ -47,6 +48,16 @@ _NAME = re.compile(r"^model_(\d+)\.pth$")
 _TEMP = re.compile(r"^\.(.+)\.tmp(\d+)$")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def checkpoint_path(out_dir: str | os.PathLike, iteration: int) -> Path:
     return Path(out_dir) / f"model_{iteration:07d}.pth"
 
@@ -54,13 +65,15 @@ def checkpoint_path(out_dir: str | os.PathLike, iteration: int) -> Path:
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that a killed process left in ``folder`` (half-written
     ``.model_*.pth.tmp<pid>`` and the like: never taken for checkpoints, but litter). Only
-    files of other processes are touched; call it before this process writes there."""
+    files whose writing process is dead are touched: a live one (another command writing an
+    eval json there) keeps its in-flight file."""
     removed = []
     folder = Path(folder)
     if folder.is_dir():
         for p in folder.iterdir():
             m = _TEMP.match(p.name)
-            if m and int(m.group(2)) != os.getpid() and p.is_file():
+            pid = int(m.group(2)) if m else 0
+            if m and pid != os.getpid() and not _pid_alive(pid) and p.is_file():
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed

@@ -33,12 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import io
+
     from ssdlib.config import apply_overrides, load_config
+    from ssdlib.engine.device import resolve_device
     from ssdlib.engine.inference import detect_files, list_images, load_model, with_inference_dtype
-    from ssdlib.engine.trainer import resolve_device
+    from ssdlib.engine.outdir import ensure_output_dir
+    from ssdlib.io import atomic_write
     from ssdlib.viz.draw import draw_detections
 
     try:
+        ensure_output_dir(args.out, "--out")  # before the inference, not after it
         device = resolve_device(args.device)
         paths = list_images(args.images)
         if args.weights:
@@ -56,12 +61,13 @@ def run(args: argparse.Namespace) -> int:
         results = detect_files(model, paths, cfg.input.image_size, cfg.input.pixel_mean,
                                cfg.input.pixel_std, device,
                                score_threshold=args.score_threshold)  # fmt: skip
+        for path, (image, det) in zip(paths, results):
+            picture = draw_detections(image, det.boxes, det.labels, det.scores, class_names)
+            buffer = io.BytesIO()
+            picture.save(buffer, format="JPEG", quality=92)
+            atomic_write(args.out / f"{path.stem}.jpg", buffer.getvalue())  # whole or not at all
     except USER_ERRORS as e:
         return report(e)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path, (image, det) in zip(paths, results):
-        picture = draw_detections(image, det.boxes, det.labels, det.scores, class_names)
-        picture.save(args.out / f"{path.stem}.jpg", quality=92)
     total = sum(len(d) for _, d in results)
     print(f"{len(results)} pictures with {total} detections written to {args.out}", file=sys.stderr)
     return 0

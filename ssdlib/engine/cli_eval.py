@@ -41,24 +41,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ssdlib.config import apply_overrides, load_config
     from ssdlib.engine.datasets import build_test_data
+    from ssdlib.engine.device import resolve_device
     from ssdlib.engine.evaluator import evaluate, save_figure, save_pr_curves, write_summary
     from ssdlib.engine.inference import load_model, with_inference_dtype
-    from ssdlib.engine.trainer import resolve_device
+    from ssdlib.engine.outdir import check_writable_file
+    from ssdlib.io import atomic_write
     from ssdlib.metrics.coco import STAT_NAMES
     from ssdlib.metrics.voc import format_table
     from ssdlib.model import load_shipped
 
     try:
+        if args.batch_size is not None and args.batch_size < 1:
+            raise ValueError(f"--batch-size is {args.batch_size}; expected >= 1")
+        if args.workers is not None and args.workers < 0:
+            raise ValueError(f"--workers is {args.workers}; expected >= 0")
         if args.weights:
             model, shipped_cfg, _ = load_shipped(args.weights)
             cfg = (load_config(args.config, args.overrides) if args.config
                    else apply_overrides(shipped_cfg, args.overrides))  # fmt: skip
-            device = resolve_device(args.device or cfg.train.device)
-            model = model.to(device)
+            out = args.out or Path(f"eval_{args.weights}.json")
         else:
             cfg = load_config(args.config or "shapes", args.overrides)
-            device = resolve_device(args.device or cfg.train.device)
-            model = load_model(cfg, args.ckpt, device)
+            out = args.out or args.ckpt.with_name(f"eval_{Path(args.ckpt).stem}.json")
+        check_writable_file(out, "--out")  # before the inference, not after it
+        if args.pr_curves:
+            check_writable_file(args.pr_curves, "--pr-curves")
+        if args.analysis:
+            check_writable_file(Path(f"{args.analysis}.json"), "--analysis")
+        device = resolve_device(args.device or cfg.train.device)
+        model = model.to(device) if args.weights else load_model(cfg, args.ckpt, device)
         model = with_inference_dtype(model, args.dtype)
         data = build_test_data(cfg, progress=not args.no_progress)
         metric = args.metric or cfg.test.metric
@@ -71,29 +82,22 @@ def run(args: argparse.Namespace) -> int:
             data.label_to_cat_id, cfg.data.num_workers if args.workers is None else args.workers,
             progress=not args.no_progress,
         )  # fmt: skip
+        result.extra["dtype"] = args.dtype
+        if result.voc is not None:
+            print(format_table(result.voc, data.class_names))
+        if result.coco is not None:
+            print("  ".join(f"{k} {result.coco[k]:.4f}" for k in STAT_NAMES))
+        write_summary(result, out, data.class_names)  # atomic: a full disk leaves no half file
+        if args.pr_curves and result.voc is not None:
+            save_pr_curves(result.voc, args.pr_curves, data.class_names)
+        if args.analysis:
+            from ssdlib.metrics.analysis import analyze, format_analysis, plot_analysis
+
+            analysis = analyze(result.detections, result.ground_truths, args.analysis_score)
+            print(format_analysis(analysis))
+            atomic_write(Path(f"{args.analysis}.json"), (json.dumps(analysis, indent=2) + "\n").encode())
+            save_figure(plot_analysis(analysis), Path(f"{args.analysis}.png"))
     except USER_ERRORS as e:
         return report(e)
-    result.extra["dtype"] = args.dtype
-    if result.voc is not None:
-        print(format_table(result.voc, data.class_names))
-    if result.coco is not None:
-        print("  ".join(f"{k} {result.coco[k]:.4f}" for k in STAT_NAMES))
-    if args.out:
-        out = args.out
-    elif args.weights:
-        out = Path(f"eval_{args.weights}.json")
-    else:
-        out = args.ckpt.with_name(f"eval_{Path(args.ckpt).stem}.json")
-    write_summary(result, out, data.class_names)
-    if args.pr_curves and result.voc is not None:
-        save_pr_curves(result.voc, args.pr_curves, data.class_names)
-    if args.analysis:
-        from ssdlib.metrics.analysis import analyze, format_analysis, plot_analysis
-
-        analysis = analyze(result.detections, result.ground_truths, args.analysis_score)
-        print(format_analysis(analysis))
-        args.analysis.parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{args.analysis}.json").write_text(json.dumps(analysis, indent=2) + "\n")
-        save_figure(plot_analysis(analysis), Path(f"{args.analysis}.png"))
     print(f"metrics written to {out}", file=sys.stderr)
     return 0

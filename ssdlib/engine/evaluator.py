@@ -7,6 +7,7 @@ every dataset. Difficult objects are kept and flagged; the VOC metric ignores th
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ssdlib.data import collate
+from ssdlib.engine.checkpoint import atomic_write
 from ssdlib.model import SSD
 
 __all__ = ["EvalResult", "evaluate", "run_inference", "save_figure", "save_pr_curves", "summary_json"]
@@ -157,7 +159,7 @@ def summary_json(result: EvalResult, class_names: Sequence[str] | None = None) -
 
 def write_summary(result: EvalResult, path: str | Path, class_names=None) -> dict[str, Any]:
     summary = summary_json(result, class_names)
-    Path(path).write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    atomic_write(path, (json.dumps(summary, indent=2, allow_nan=True) + "\n").encode())
     return summary
 
 
@@ -177,9 +179,12 @@ def save_pr_curves(voc_result: Mapping[str, Any], path: str | Path, class_names=
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Save a matplotlib figure as PNG and close it."""
+    """Save a matplotlib figure as PNG (one atomic write: a full disk leaves no half PNG) and
+    close it."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format="png")
+    atomic_write(path, buffer.getvalue())
     plt.close(fig)
     return Path(path)

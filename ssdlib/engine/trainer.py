@@ -17,11 +17,12 @@ when there is one (``True`` requires one, a path names one, ``False`` starts afr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,19 +32,26 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ssdlib.boxes import encode
-from ssdlib.config import Config, ConfigError, dump_config
+from ssdlib.config import Config, dump_config
 from ssdlib.data import collate
 from ssdlib.engine.checkpoint import (
     atomic_write,
     get_rng_state,
-    latest_checkpoint,
-    load_checkpoint,
     remove_stale_temps,
     save_checkpoint,
     set_rng_state,
 )
+from ssdlib.engine.device import cpu_has_native_bf16, resolve_amp, resolve_device
 from ssdlib.engine.distributed import DistInfo, all_reduce_max, barrier, init_distributed
 from ssdlib.engine.errors import NonFiniteLossError
+from ssdlib.engine.outdir import OutputLock, check_output_dir
+from ssdlib.engine.resume import (
+    changed_schedule,
+    check_checkpoint,
+    find_resume,
+    nonfinite_entry,
+    rebuild_schedule,
+)
 from ssdlib.engine.run_log import MetricsLogger
 from ssdlib.engine.sampling import IterationBatchSampler, SeededDataset
 from ssdlib.engine.schedule import build_optimizer, build_scheduler
@@ -53,6 +61,8 @@ from ssdlib.model import SSD, build_model
 
 __all__ = ["NonFiniteLossError", "StepResult", "TrainResult", "prepare_targets", "train",
            "train_step"]
+# Old import places of names that moved (ssdlib.engine.device, .resume); still importable here.
+_MOVED = (check_checkpoint, cpu_has_native_bf16, resolve_amp, resolve_device)
 
 
 @dataclass
@@ -72,40 +82,6 @@ class TrainResult:
     iteration: int
     checkpoint: Path | None
     losses: list[float]  # total loss of every iteration this call ran (nan when skipped)
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available; use 'cpu' or 'auto'")
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    return torch.device(name)
-
-
-def resolve_amp(setting: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype. ``auto``: on CUDA bf16 where the GPU supports it, else fp16; on a CPU
-    bf16 where it has bf16 matrix instructions (AMX or AVX512-BF16), else off."""
-    if setting == "off":
-        return None
-    if setting == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_has_native_bf16() else None
-    return torch.bfloat16 if setting == "bf16" else torch.float16
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AMX tiles or AVX512-BF16).
-
-    Measured on such a CPU (one thread, light model, batch 32 at 160 px, forward + backward):
-    fp32 0.249 s, bf16 autocast 0.128 s, bf16 + channels_last 0.104 s. Without these
-    instructions oneDNN emulates bf16 and it is slower than fp32, so ``auto`` stays fp32 there.
-    """
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 def prepare_targets(
@@ -206,32 +182,164 @@ def train_step(
     return StepResult(float(loc.detach()), float(cls.detach()))
 
 
-def check_checkpoint(ckpt: dict, cfg: Config, path: Path) -> None:
-    """Refuse a checkpoint whose model differs from the config's (before any work starts)."""
-    saved = ckpt.get("config", {}).get("model", {})
-    if saved.get("num_classes") != cfg.model.num_classes:
-        raise ConfigError(
-            f"{path}: checkpoint was trained with model.num_classes={saved.get('num_classes')} "
-            f"but the config has {cfg.model.num_classes}; use a matching config or another "
-            "output folder"
-        )
-    if saved.get("name") != cfg.model.name:
-        raise ConfigError(f"{path}: checkpoint holds model {saved.get('name')!r}, "
-                          f"config asks for {cfg.model.name!r}")  # fmt: skip
+@dataclass
+class _Run:
+    """What one training run steps: built by :func:`_build_run`, used by :func:`_train_loop`."""
+
+    model: SSD
+    net: nn.Module  # the model, DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    device: torch.device
+    info: DistInfo
+    start_iter: int = 0
+    window: list[StepResult] = field(default_factory=list)  # steps since the last log row
 
 
-def _find_resume(out: Path, resume: bool | str | Path) -> Path | None:
-    if resume is False:
-        return None
-    if resume not in (True, "auto"):
-        path = Path(resume)
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume {path}: no such checkpoint")
-        return path
-    found = latest_checkpoint(out)
-    if found is None and resume is True:
-        raise FileNotFoundError(f"--resume: no checkpoint in {out} (model_*.pth / last_checkpoint)")
-    return found
+def _build_run(cfg: Config, device: torch.device, info: DistInfo, ckpt: dict | None) -> _Run:
+    """Model, optimizer, schedule and scaler; from ``ckpt`` when resuming (the schedule then
+    follows the config where its settings changed, and says so)."""
+    t = cfg.train
+    torch.manual_seed(t.seed)  # same initial weights on every rank
+    model = build_model(cfg).to(device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay)
+    scheduler = build_scheduler(optimizer, t.lr_steps, t.gamma, t.warmup_iters, t.warmup_factor)
+    amp_dtype = resolve_amp(t.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    run = _Run(model, model, optimizer, scheduler, scaler, amp_dtype, device, info)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        run.start_iter = int(ckpt["iteration"])
+        run.window = [StepResult(float(a), float(b)) for a, b in ckpt.get("log_window", [])]
+        changes = changed_schedule(ckpt.get("config", {}).get("train", {}), t)
+        if changes:
+            rebuild_schedule(optimizer, scheduler, t, run.start_iter)
+            if info.is_main:
+                print(f"resume: {'; '.join(changes)}: the new values apply from iteration "
+                      f"{run.start_iter + 1} (lr now {optimizer.param_groups[0]['lr']:.6g})")
+    if info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        run.net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if t.compile:
+        run.net = torch.compile(run.net)
+    return run
+
+
+def _build_loader(cfg: Config, dataset: Dataset, run: _Run) -> DataLoader:
+    """Batches of iterations ``start_iter + 1 .. max_iter`` (see :mod:`.sampling`)."""
+    t, info = cfg.train, run.info
+    sampler = IterationBatchSampler(len(dataset), t.batch_size, t.seed, run.start_iter, t.max_iter,
+                                    info.rank, info.world_size,
+                                    shuffle=not getattr(dataset, "sequential", False))  # fmt: skip
+    return DataLoader(
+        SeededDataset(dataset), batch_sampler=sampler, collate_fn=collate,
+        num_workers=cfg.data.num_workers, pin_memory=run.device.type == "cuda",
+        persistent_workers=False,
+        # Worker base seeds from (seed, start) instead of the global RNG, which stays untouched.
+        generator=torch.Generator().manual_seed(t.seed * 1_000_003 + run.start_iter),
+    )  # fmt: skip
+
+
+def _save(run: _Run, cfg: Config, out: Path, iteration: int) -> Path:
+    """Checkpoint of ``iteration``; refused (NonFiniteLossError) when a weight or BatchNorm
+    statistic is NaN/inf, so the newest checkpoint is always one that can be resumed."""
+    weights = run.model.state_dict()
+    bad = nonfinite_entry(weights)
+    if bad:
+        raise NonFiniteLossError(
+            f"stopping at iteration {iteration}: {bad} is not finite, so no checkpoint was "
+            "written (the previous one is kept); lower train.lr or raise train.warmup_iters")
+    state = {
+        "model": weights,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {},
+        "iteration": iteration,
+        "config": cfg.to_dict(),
+        "rng": get_rng_state(),
+        # The steps since the last log row: a resumed run's first row averages the same ones.
+        "log_window": [[r.loc, r.cls] for r in run.window],
+    }
+    return save_checkpoint(state, out, iteration, cfg.train.keep_checkpoints)
+
+
+def _log_row(window: list[StepResult], iteration: int, lr: float, tic: float) -> dict[str, float]:
+    n = len(window)
+    return {
+        "iteration": iteration,
+        "loss": sum(r.loss for r in window) / n,
+        "loc_loss": sum(r.loc for r in window) / n,
+        "cls_loss": sum(r.cls for r in window) / n,
+        "lr": lr,
+        "time": round(time.perf_counter() - tic, 3),
+    }
+
+
+def _train_loop(
+    run: _Run, loader: DataLoader, cfg: Config, out: Path, logger: MetricsLogger, bar: tqdm,
+    eval_fn: Callable[[SSD], dict[str, float]] | None, last_ckpt: Path | None,
+) -> tuple[list[float], Path | None]:
+    """Iterations ``start_iter + 1 ..``: step, schedule, non-finite accounting, log rows,
+    periodic evaluation and checkpoints. Returns (per-iteration losses, last checkpoint)."""
+    t, info, model = cfg.train, run.info, run.model
+    loss_fn = MultiBoxLoss(t.neg_pos_ratio)
+    variances = tuple(cfg.priors.variances)
+    losses: list[float] = []
+    bad_in_row, tic = 0, time.perf_counter()
+    run.net.train()
+    for iteration, (images, targets) in enumerate(loader, start=run.start_iter + 1):
+        images = images.to(run.device, non_blocking=True)
+        if t.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        boxes = [tg["boxes"].to(run.device, non_blocking=True) for tg in targets]
+        labels = [tg["labels"].to(run.device, non_blocking=True) for tg in targets]
+        lr = run.optimizer.param_groups[0]["lr"]
+        res = train_step(run.net, run.optimizer, run.scaler, images, boxes, labels, model.priors,
+                         variances, t.iou_threshold, loss_fn, run.amp_dtype, info)  # fmt: skip
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()" after a
+            warnings.simplefilter("ignore", UserWarning)  # skipped step: intended here
+            run.scheduler.step()  # the LR is a function of the iteration, skipped or not
+        losses.append(math.nan if res.skipped else res.loss)
+        if res.skipped:
+            counts = res.skipped == "loss" or not run.scaler.is_enabled()
+            bad_in_row = bad_in_row + 1 if counts else bad_in_row
+            if info.is_main:
+                tqdm.write(f"iteration {iteration}: non-finite {res.skipped} "
+                           f"(loc {res.loc}, cls {res.cls}); step skipped")  # fmt: skip
+            if bad_in_row >= t.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"stopping at iteration {iteration}: {bad_in_row} non-finite "
+                    f"losses/gradients in a row (train.max_nonfinite={t.max_nonfinite}); "
+                    "lower train.lr or raise train.warmup_iters, check the data")
+        else:
+            bad_in_row = 0
+            run.window.append(res)
+        bar.update(1)
+        if run.window and (iteration % t.log_period == 0 or iteration == t.max_iter):
+            row = _log_row(run.window, iteration, lr, tic)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", loc=f"{row['loc_loss']:.3f}",
+                            cls=f"{row['cls_loss']:.3f}", lr=f"{lr:.2e}")  # fmt: skip
+            logger.log(row)
+            run.window = []
+        if eval_fn is not None and t.eval_period > 0 and iteration % t.eval_period == 0:
+            if info.is_main:
+                logger.log({"iteration": iteration, **eval_fn(model)})
+                run.net.train()
+            barrier(info)
+        if iteration % t.checkpoint_period == 0 or iteration == t.max_iter:
+            if info.is_main:
+                last_ckpt = _save(run, cfg, out, iteration)
+            barrier(info)
+    return losses, last_ckpt
 
 
 def train(
@@ -247,6 +355,7 @@ def train(
     ``dataset`` replaces the config's training set (it must return transformed samples with
     relative boxes, as ``build_train_transform`` does). ``eval_fn(model) -> {name: value}`` runs
     on rank 0 every ``train.eval_period`` iterations (0: never); its values are logged.
+    Only one run at a time may write to ``output_dir`` (:class:`~.outdir.OutputLock`).
     Returns the trained (unwrapped) model.
     """
     from ssdlib.engine.datasets import build_train_dataset, check_class_names
@@ -257,127 +366,32 @@ def train(
     device = resolve_device(t.device, info.local_rank)
 
     # Everything that can be wrong is checked before the first iteration.
+    if info.is_main:
+        check_output_dir(out)  # a file, a read-only disk: now, not at the first checkpoint
     if dataset is None:
         dataset = build_train_dataset(cfg)
     elif hasattr(dataset, "class_names"):
         check_class_names(cfg, tuple(dataset.class_names), "training set")
-    ckpt_path = _find_resume(out, resume)
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
-    if ckpt is not None:
-        check_checkpoint(ckpt, cfg, ckpt_path)
+    with OutputLock(out) if info.is_main else contextlib.nullcontext():
+        # Under the lock: no other run writes checkpoints while we pick one.
+        ckpt_path, ckpt = find_resume(out, resume, cfg, log=print if info.is_main else _quiet)
+        run = _build_run(cfg, device, info, ckpt)
+        loader = _build_loader(cfg, dataset, run)
+        if info.is_main:
+            remove_stale_temps(out)  # half-written files of a killed run (never read, just litter)
+            atomic_write(out / "config.yaml", dump_config(cfg).encode())
+            if ckpt_path:
+                print(f"resuming from {ckpt_path} at iteration {run.start_iter}")
+        logger = MetricsLogger(out, run.start_iter, enabled=info.is_main)
+        bar = tqdm(total=t.max_iter, initial=run.start_iter, desc="train", dynamic_ncols=True,
+                   disable=not (progress and info.is_main))  # fmt: skip
+        try:
+            losses, last_ckpt = _train_loop(run, loader, cfg, out, logger, bar, eval_fn, ckpt_path)
+        finally:
+            bar.close()
+            logger.close()
+    return TrainResult(run.model, max(run.start_iter, t.max_iter), last_ckpt, losses)
 
-    torch.manual_seed(t.seed)  # same initial weights on every rank
-    model = build_model(cfg).to(device)
-    if t.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay)
-    scheduler = build_scheduler(optimizer, t.lr_steps, t.gamma, t.warmup_iters, t.warmup_factor)
-    amp_dtype = resolve_amp(t.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    start_iter = 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
-        start_iter = int(ckpt["iteration"])
 
-    net: nn.Module = model
-    if info.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    if t.compile:
-        net = torch.compile(net)
-
-    sampler = IterationBatchSampler(len(dataset), t.batch_size, t.seed, start_iter, t.max_iter,
-                                    info.rank, info.world_size,
-                                    shuffle=not getattr(dataset, "sequential", False))  # fmt: skip
-    workers = cfg.data.num_workers
-    loader = DataLoader(
-        SeededDataset(dataset), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-        pin_memory=device.type == "cuda", persistent_workers=False,
-        # Worker base seeds from (seed, start) instead of the global RNG, which stays untouched.
-        generator=torch.Generator().manual_seed(t.seed * 1_000_003 + start_iter),
-    )  # fmt: skip
-
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(out)  # half-written files of a killed run (never read, just litter)
-        atomic_write(out / "config.yaml", dump_config(cfg).encode())
-        if ckpt_path:
-            print(f"resuming from {ckpt_path} at iteration {start_iter}")
-    logger = MetricsLogger(out, start_iter, enabled=info.is_main)
-    loss_fn = MultiBoxLoss(t.neg_pos_ratio)
-    variances = tuple(cfg.priors.variances)
-    bar = tqdm(total=t.max_iter, initial=start_iter, desc="train", dynamic_ncols=True,
-               disable=not (progress and info.is_main))  # fmt: skip
-    losses: list[float] = []
-    window: list[StepResult] = []
-    bad_in_row, last_ckpt, tic = 0, ckpt_path, time.perf_counter()
-    net.train()
-    try:
-        for iteration, (images, targets) in enumerate(loader, start=start_iter + 1):
-            images = images.to(device, non_blocking=True)
-            if t.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            boxes = [tg["boxes"].to(device, non_blocking=True) for tg in targets]
-            labels = [tg["labels"].to(device, non_blocking=True) for tg in targets]
-            lr = optimizer.param_groups[0]["lr"]
-            res = train_step(net, optimizer, scaler, images, boxes, labels, model.priors,
-                             variances, t.iou_threshold, loss_fn, amp_dtype, info)  # fmt: skip
-            with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()" after a
-                warnings.simplefilter("ignore", UserWarning)  # skipped step: intended here
-                scheduler.step()  # the LR is a function of the iteration, skipped or not
-            losses.append(math.nan if res.skipped else res.loss)
-            if res.skipped:
-                counts = res.skipped == "loss" or not scaler.is_enabled()
-                bad_in_row = bad_in_row + 1 if counts else bad_in_row
-                if info.is_main:
-                    tqdm.write(f"iteration {iteration}: non-finite {res.skipped} "
-                               f"(loc {res.loc}, cls {res.cls}); step skipped")  # fmt: skip
-                if bad_in_row >= t.max_nonfinite:
-                    raise NonFiniteLossError(
-                        f"stopping at iteration {iteration}: {bad_in_row} non-finite "
-                        f"losses/gradients in a row (train.max_nonfinite={t.max_nonfinite}); "
-                        "lower train.lr or raise train.warmup_iters, check the data")
-            else:
-                bad_in_row = 0
-                window.append(res)
-            bar.update(1)
-            if window and (iteration % t.log_period == 0 or iteration == t.max_iter):
-                row = {
-                    "iteration": iteration,
-                    "loss": sum(r.loss for r in window) / len(window),
-                    "loc_loss": sum(r.loc for r in window) / len(window),
-                    "cls_loss": sum(r.cls for r in window) / len(window),
-                    "lr": lr,
-                    "time": round(time.perf_counter() - tic, 3),
-                }
-                bar.set_postfix(loss=f"{row['loss']:.3f}", loc=f"{row['loc_loss']:.3f}",
-                                cls=f"{row['cls_loss']:.3f}", lr=f"{lr:.2e}")  # fmt: skip
-                logger.log(row)
-                window = []
-            if eval_fn is not None and t.eval_period > 0 and iteration % t.eval_period == 0:
-                if info.is_main:
-                    logger.log({"iteration": iteration, **eval_fn(model)})
-                    net.train()
-                barrier(info)
-            if iteration % t.checkpoint_period == 0 or iteration == t.max_iter:
-                if info.is_main:
-                    state = {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                        "iteration": iteration,
-                        "config": cfg.to_dict(),
-                        "rng": get_rng_state(),
-                    }
-                    last_ckpt = save_checkpoint(state, out, iteration, t.keep_checkpoints)
-                barrier(info)
-    finally:
-        bar.close()
-        logger.close()
-    return TrainResult(model, max(start_iter, t.max_iter), last_ckpt, losses)
+def _quiet(*_: object) -> None:
+    """Other ranks say nothing; rank 0 prints what they all do."""

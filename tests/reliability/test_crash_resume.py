@@ -27,6 +27,7 @@ from reliability_helpers import write_config
 from ssdlib.config import load_config
 from ssdlib.engine import train
 from ssdlib.engine.checkpoint import POINTER, latest_checkpoint, list_checkpoints, load_checkpoint
+from ssdlib.engine.outdir import LOCK_NAME
 from ssdlib.engine.run_log import MetricsLogger, read_metrics
 from ssdlib.io import CheckpointError
 
@@ -110,7 +111,8 @@ def assert_consistent(out: Path) -> None:
     if (out / "config.yaml").exists():
         load_config(out / "config.yaml")
     names = {p.name for p in out.iterdir()}
-    allowed = {POINTER, "config.yaml", "metrics.jsonl", "metrics.csv", "tensorboard"}
+    # LOCK_NAME: a killed run's lock file stays behind; its flock died with the process.
+    allowed = {POINTER, LOCK_NAME, "config.yaml", "metrics.jsonl", "metrics.csv", "tensorboard"}
     odd = [n for n in names - allowed if not re.match(r"^model_\d{7}\.pth$", n) and not TEMP.match(n)]
     assert not odd, f"unexpected files {odd}"
 
