@@ -39,7 +39,7 @@
 #
 # Library functions used: `ssdlib.engine.WarmupMultiStep`, `build_optimizer`, `build_scheduler`,
 # `train_step`, `train`, `load_checkpoint`, `latest_checkpoint`, `NonFiniteLossError`,
-# `ssdlib.engine.trainer.resolve_amp`, `ssdlib.engine.sampling.batch_items`.
+# `ssdlib.engine.device.resolve_amp`, `ssdlib.engine.sampling.batch_items`.
 #
 # On a CPU the notebook trains the light model on Shapes for 120 iterations; on a GPU with VOC under
 # `$SSDLIB_DATA` it runs the first iterations of the real SSD300 VOC recipe instead.
@@ -265,7 +265,7 @@ print(f"sum of {ce32.numel():,} cross-entropies: float32 {sum32.item():.1f}, "
 # minutes because of it.
 
 # %% tags=["nbval-check-output"]
-from ssdlib.engine.trainer import cpu_has_native_bf16, resolve_amp
+from ssdlib.engine.device import cpu_has_native_bf16, resolve_amp
 
 for setting in ("bf16", "fp16", "off"):
     print(f"amp={setting!r:7s} cpu -> {resolve_amp(setting, torch.device('cpu'))}")
@@ -362,7 +362,7 @@ from IPython.display import clear_output, display
 
 from ssdlib.course import course_overrides
 from ssdlib.engine import train
-from ssdlib.engine.logging import read_metrics
+from ssdlib.engine.run_log import read_metrics
 
 # The real recipe where it can run: VOC in the data folder and a GPU. $SSDLIB_COURSE_OVERRIDES
 # (e.g. "train.max_iter=8 train.batch_size=2") shortens it, or runs it on a CPU with

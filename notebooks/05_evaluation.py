@@ -1,16 +1,17 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
-#   accelerator: GPU
-#   colab:
-#     gpuType: T4
-#     provenance: []
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -150,8 +151,9 @@ print(f"{len(data.dataset)} images, classes {names}")
 # `predict` = forward + `ssdlib.postprocess.detect`:
 #
 # 1. softmax over the $K$ classes; `decode` the offsets against the priors (notebook 03);
-# 2. per class, keep the candidates with probability above `score_threshold` (0.01 for evaluation:
-#    low-score detections still add recall at the end of the PR curve);
+# 2. per class, keep the candidates with probability above `score_threshold` (0.01 in the configs,
+#    0.001 for the shipped model: low-score detections still add recall at the end of the PR
+#    curve, and the 11-point metric pays for the last object of a class — see below);
 # 3. class-wise **non-maximum suppression**: among boxes of one class overlapping with IoU above
 #    `nms_threshold` (0.45), keep the highest score;
 # 4. the `max_per_image` (100; 200 in the paper) best over all classes.
@@ -269,7 +271,13 @@ for t in NMS_SWEEP:
 assert abs(sweep[0.45] - ev.voc["map"]) < 1e-9, "the 0.45 variant is the default post-processing"
 if SHIPPED:
     assert ev.voc["map"] >= 0.85, f"the shipped model scores {ev.voc['map']:.4f}"
-    assert sweep[1.0] < sweep[0.45] - 0.05, "without NMS duplicates cost precision"
+    assert sweep[1.0] < sweep[0.45] - 0.3, "without NMS duplicates cost precision"
+    assert max(sweep, key=sweep.get) in (0.3, 0.45, 0.6), sweep
+
+# %% [markdown]
+# The paper's 0.45 is the best setting here, with 0.3 and 0.6 close behind. Without NMS (1.0)
+# every neighbouring prior's box stays, a duplicate counts as a false positive, and the mAP
+# collapses; at 0.2 boxes of nearby objects of one class start to suppress each other.
 
 # %% [markdown]
 # ## VOC AP: 11-point and area
@@ -371,8 +379,9 @@ plot_pr_curves(ev.voc, names, ax=ax)
 plt.show()
 
 # %% [markdown]
-# Every curve stays near precision 1 until recall 0.9 and then falls: the last objects of each
-# class are found only at low scores, next to many false positives.
+# The curves stay at precision 1 up to a recall of about 0.6 and fall steeply only past 0.9: the
+# last objects of each class are found at low scores, next to many false positives. Hexagon, the
+# weakest class (easily taken for a circle at small sizes), bends first.
 #
 # ## COCO AP
 #
@@ -406,8 +415,9 @@ else:
 # %% [markdown]
 # The gap between AP@.5 and AP@[.5:.95] measures localisation quality: boxes that overlap enough
 # to count at 0.5 but not at 0.75. **APl = -1.000** is COCO's mark for "no objects in this size
-# range": the Shapes images are 160 px, so no object reaches 96² px of area and the large bin is
-# empty (the same −1 appears for a VOC class without large objects).
+# range": a shape is at most 60 % of the 160 px image across (96 px), and the json's area is its
+# visible pixel count (as a COCO segment's), so none reaches the 96² px of the large bin (the same
+# −1 appears for a VOC class without large objects).
 #
 # ## Error analysis
 #
@@ -442,13 +452,14 @@ plt.show()
 # For a trained SSD300 on VOC, the paper (figure 3 and section 3.2) finds SSD has **less
 # localisation error** than R-CNN-style detectors — it regresses the box directly from each
 # default box — but **more confusion among similar categories** (cat/dog, cow/sheep), partly
-# because it shares locations across classes. Our five shapes are easy to tell apart, so most of
-# the model's few confident mistakes are duplicates and loose boxes (localisation) and the rest
-# confusion between similar outlines (hexagon/circle, star/triangle) — read the table above.
+# because it shares locations across classes. Our model shows the same profile: over 90 % of its
+# confident detections are correct, and most of the few mistakes are **confusions** (a small
+# hexagon read as a circle, ...), far fewer are localisation errors, and almost none background.
 #
 # **Missed objects by size**, the table's second part: an object is *found* if a detection of its
-# class with score ≥ `SCORE` has IoU ≥ 0.5 with it. Recall grows with size: the smallest objects
-# (under 16 px, most of them 8-16 px in the 160 px images) are where the model loses most.
+# class with score ≥ `SCORE` has IoU ≥ 0.5 with it. Recall grows with size: the objects under
+# 16 px (a third of all) are found about two times in three, everything from 16 px up almost
+# always.
 # Small objects are SSD's known weak spot: the smallest default box (8 px, on the 20 × 20 map of
 # stride 8) sits every 8 px, and a box must lie within about a quarter of its side of an object to
 # reach IoU 0.5; their features come from the shallow stride-8 layer. SSD300 has the same problem on
