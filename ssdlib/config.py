@@ -68,7 +68,7 @@ class InputConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "voc"  # voc | coco | shapes
+    dataset: str = "voc"  # voc | coco | shapes | yolo (data.root = the YOLO folder)
     root: str = ""  # empty: $SSDLIB_DATA, else data/
     train_splits: list[str] = field(default_factory=lambda: ["2007/trainval", "2012/trainval"])
     test_split: str = "2007/test"
@@ -215,7 +215,7 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
             cfg.model.backbone_weights, ("none", "imagenet", "imagenet_features")
         ),
         "model.first_stride": (cfg.model.first_stride, (4, 8)),
-        "data.dataset": (cfg.data.dataset, ("voc", "coco", "shapes")),
+        "data.dataset": (cfg.data.dataset, ("voc", "coco", "shapes", "yolo")),
         "data.augment": (cfg.data.augment, ("ssd", "light", "none")),
         "data.views": (cfg.data.views, tuple(range(1, 9))),
         "train.amp": (cfg.train.amp, ("auto", "off", "bf16", "fp16")),
