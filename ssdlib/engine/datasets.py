@@ -39,8 +39,8 @@ from ssdlib.data.validate import (
 )
 
 __all__ = [
-    "TestData", "build_test_data", "build_train_dataset", "check_class_names", "check_train_data",
-    "resolve_root",
+    "TestData", "build_split_dataset", "build_test_data", "build_train_dataset", "check_class_names",
+    "check_train_data", "resolve_root",
 ]  # fmt: skip
 
 SHAPES_SEED = 0  # the dataset's identity (as written by ``ssdlib data shapes``), not the run's
@@ -178,6 +178,24 @@ def build_train_dataset(cfg: Config, validate: bool = True) -> Dataset:
         ds, names = (parts[0] if len(parts) == 1 else ConcatDataset(parts)), parts[0].class_names
     check_class_names(cfg, tuple(names), f"training set ({d.dataset})")
     return ds
+
+
+def build_split_dataset(cfg: Config, split: str, root: Path | None = None) -> Dataset:
+    """One split of the config's dataset as files give it: no transform (uint8 images, pixel
+    boxes), difficult objects kept and flagged. ``split`` is written as in ``data.train_splits``
+    (``2007/trainval`` for VOC, ``train2017`` for COCO, a data.yaml key for YOLO, ``train`` /
+    ``test`` for Shapes: ``num_train / views`` resp. ``num_test`` renderings, not written)."""
+    d = cfg.data
+    root = resolve_root(cfg) if root is None else Path(root)
+    if d.dataset == "shapes":
+        n = d.num_train // max(d.views, 1) if split == "train" else d.num_test
+        return ShapesDataset(split, n, d.source_size, SHAPES_SEED)  # boxes as trained, no JPEG
+    if d.dataset == "voc":
+        year, name = _voc_split(split)
+        return VOCDataset(_voc_dir(root, year), name, year, True, None, d.class_names)
+    if d.dataset == "yolo":
+        return YOLODataset(root, split, None, d.class_names)
+    return COCODataset(*_coco_paths(root, split), remove_images_without_annotations=False)
 
 
 def build_test_data(cfg: Config, progress: bool = True) -> TestData:
