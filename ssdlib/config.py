@@ -113,6 +113,9 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     max_nonfinite: int = 5  # stop after this many non-finite losses in a row
+    # Fine-tuning: start from torchvision-coco | shapes | a checkpoint FILE ("" = fresh weights);
+    # tensors whose name and shape fit are loaded, the rest (the class head) re-initialised.
+    init_weights: str = ""
 
 
 @dataclass
