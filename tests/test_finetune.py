@@ -127,3 +127,22 @@ def test_fine_tuning_to_another_class_count_learns_faster_than_from_scratch(tmp_
     assert tuned.losses[0] < 0.9 * scratch.losses[0]
     assert statistics.mean(tuned.losses) < 0.93 * statistics.mean(scratch.losses)
     assert statistics.mean(tuned.losses[-10:]) < 0.96 * statistics.mean(scratch.losses[-10:])
+
+
+def test_shapes_source_is_the_shipped_model_or_a_clear_error(tmp_path):
+    try:
+        from ssdlib.model.shipped import shipped_path
+
+        shipped = shipped_path("shapes").is_file()
+    except (ImportError, FileNotFoundError):
+        shipped = False
+    sections = {"model": {"width": 1.0, "num_classes": 2}, "data": {"class_names": ["a", "b"]},
+                "train": {"init_weights": "shapes"}}  # fmt: skip
+    cfg = config_from_dict(_tiny(tmp_path, **sections))
+    model = build_model(cfg)
+    if shipped:
+        report = apply_init_weights(model, cfg)
+        assert report.loaded and all(k.startswith("head.cls_heads.") for k in report.reinitialised)
+    else:
+        with pytest.raises(ConfigError, match="no shipped Shapes model in this install"):
+            apply_init_weights(model, cfg)
