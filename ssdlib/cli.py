@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("ssdlib.model.summary", "build a model from a config and print priors/parameters"),
     "data": ("ssdlib.data.cli", "generate Shapes, download VOC/COCO, validate a dataset folder"),
+    "anchors": ("ssdlib.anchors.cli", "how well the priors cover your objects; fit better ones"),
     "bench": ("ssdlib.bench", "time ssdlib against torchvision and reference loops (--quick, --json)"),
     "train": ("ssdlib.engine.cli_train", "train a detector (resumes from --output's checkpoints)"),
     "eval": ("ssdlib.engine.cli_eval", "evaluate a checkpoint: VOC/COCO metrics table + JSON"),

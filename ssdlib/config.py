@@ -79,7 +79,7 @@ class InputConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "voc"  # voc | coco | shapes
+    dataset: str = "voc"  # voc | coco | shapes | yolo (data.root = the YOLO folder)
     root: str = ""  # empty: $SSDLIB_DATA, else data/
     train_splits: list[str] = field(default_factory=lambda: ["2007/trainval", "2012/trainval"])
     test_split: str = "2007/test"
@@ -124,6 +124,9 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     max_nonfinite: int = 5  # stop after this many non-finite losses in a row
+    # Fine-tuning: start from torchvision-coco | shapes | a checkpoint FILE ("" = fresh weights);
+    # tensors whose name and shape fit are loaded, the rest (the class head) re-initialised.
+    init_weights: str = ""
 
 
 @dataclass
@@ -240,7 +243,7 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         "model.name": (cfg.model.name, tuple(BACKBONES)),
         "model.backbone_weights": (cfg.model.backbone_weights, ("none", *BACKBONE_WEIGHTS)),
         "model.first_stride": (cfg.model.first_stride, (4, 8)),
-        "data.dataset": (cfg.data.dataset, ("voc", "coco", "shapes")),
+        "data.dataset": (cfg.data.dataset, ("voc", "coco", "shapes", "yolo")),
         "data.augment": (cfg.data.augment, ("ssd", "light", "none")),
         "data.views": (cfg.data.views, tuple(range(1, 9))),
         "train.amp": (cfg.train.amp, ("auto", "off", "bf16", "fp16")),

@@ -21,8 +21,12 @@ from pathlib import Path
 from ssdlib.data.coco import check_coco_dict
 from ssdlib.data.common import DatasetError, load_image
 from ssdlib.data.voc import parse_voc_xml, read_text_lines
+from ssdlib.data.yolo import find_split_images, label_path, parse_yolo_labels, read_class_names
 
-__all__ = ["Problem", "ValidationReport", "validate_voc_folder", "validate_coco", "validate_dataset"]
+__all__ = [
+    "Problem", "ValidationReport", "validate_coco", "validate_dataset", "validate_voc_folder",
+    "validate_yolo_folder",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -210,15 +214,112 @@ def validate_coco(
     return report
 
 
+# Label files store 6 decimals: a box touching the border may round 5e-7 past it.
+_SLACK = 1e-6
+
+
+def _yolo_splits(root: Path) -> list[str]:
+    if (root / "data.yaml").is_file():
+        import yaml
+
+        data = yaml.safe_load((root / "data.yaml").read_text()) or {}
+        return [s for s in ("train", "val", "test") if data.get(s)]
+    sub = sorted(p.name for p in (root / "images").glob("*") if p.is_dir())
+    return sub or ["all"]
+
+
+def _check_yolo_labels(labels, num_classes: int, report: ValidationReport) -> None:
+    path = labels.path
+    for lineno in labels.duplicates:
+        report.add(path, f"line {lineno} repeats an earlier line (read once)", "warning")
+    for k, (cls, box) in enumerate(zip(labels.class_ids, labels.boxes)):
+        report.num_boxes += 1
+        what = f"box #{k} (class {cls})"
+        if cls >= num_classes:
+            report.add(path, f"{what}: unknown class id {cls} (expected 0..{num_classes - 1})")
+        if not all(math.isfinite(v) for v in box):
+            report.add(path, f"{what}: NaN/inf values {list(box)} (will be dropped)", "warning")
+        elif box[2] <= 0 or box[3] <= 0:
+            report.add(path, f"{what}: width/height {box[2]} {box[3]} not > 0 (will be dropped)",
+                       "warning")  # fmt: skip
+        else:
+            cx, cy, w, h = box
+            corners = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+            if not all(-_SLACK <= v <= 1.0 + _SLACK for v in (*box, *corners)):
+                report.add(path, f"{what}: values {list(box)} outside [0, 1] (the box is clipped "
+                           "to the image, or dropped when nothing is left)", "warning")  # fmt: skip
+
+
+def validate_yolo_folder(
+    root: str | os.PathLike,
+    class_names: Sequence[str] | None = None,
+    splits: Sequence[str] | None = None,
+    decode_images: bool = True,
+) -> ValidationReport:
+    """Check a YOLO-format folder (see :mod:`ssdlib.data.yolo`): class names, every label line
+    (format, class id, values outside [0, 1], duplicates), missing/empty label files, label
+    files without an image, images that do not decode. ``splits=None``: every split found."""
+    root = Path(root)
+    report = ValidationReport()
+    try:
+        names = read_class_names(root, class_names)
+        split_list = list(splits) if splits is not None else _yolo_splits(root)
+    except DatasetError as e:
+        report.add(root, str(e).removeprefix(f"{root}: "))
+        return report
+    if class_names and list(class_names) != names:
+        report.add(root, f"class names {names} differ from the given {list(class_names)}")
+    label_dirs: set[Path] = set()
+    seen_labels: set[Path] = set()
+    for split in split_list:
+        try:
+            images = find_split_images(root, split)
+        except DatasetError as e:
+            report.add(root, str(e))
+            continue
+        for img in images:
+            report.num_images += 1
+            if decode_images:
+                _image_size(img, report)
+            else:
+                _check_exists(img, report)
+            lab = label_path(img)
+            label_dirs.add(lab.parent)
+            seen_labels.add(lab.resolve())
+            try:
+                labels = parse_yolo_labels(lab)
+            except DatasetError as e:
+                report.add(lab, str(e).removeprefix(f"{lab}: "))
+                continue
+            if not labels.exists:
+                report.add(img, f"no label file {lab.name} (trained as background only)", "warning")
+            elif not labels.class_ids:
+                report.add(lab, "no objects (trained as background only)", "warning")
+            _check_yolo_labels(labels, len(names), report)
+    for folder in sorted(label_dirs):
+        for lab in sorted(folder.glob("*.txt")):
+            if lab.resolve() not in seen_labels:
+                report.add(lab, "label file without an image (ignored)", "warning")
+    return report
+
+
+def is_yolo_folder(path: str | os.PathLike) -> bool:
+    """A YOLO folder has a ``data.yaml`` or a ``labels/`` folder (VOC has ``Annotations/``)."""
+    return (Path(path) / "data.yaml").is_file() or (Path(path) / "labels").is_dir()
+
+
 def validate_dataset(
     path: str | os.PathLike,
     class_names: Sequence[str] | None = None,
     ann_file: str | os.PathLike | None = None,
     decode_images: bool = True,
 ) -> ValidationReport:
-    """VOC folder (give ``class_names``) or COCO (give ``ann_file``; ``path`` = image folder)."""
+    """VOC folder (give ``class_names``), COCO (give ``ann_file``; ``path`` = image folder) or a
+    YOLO folder (recognised by its ``data.yaml`` or ``labels/`` folder)."""
     if ann_file is not None:
         return validate_coco(path, ann_file, decode_images)
+    if is_yolo_folder(path):
+        return validate_yolo_folder(path, class_names, decode_images=decode_images)
     if class_names is None:
         raise ValueError("validate_dataset: give class_names (VOC folder) or ann_file (COCO)")
     return validate_voc_folder(path, class_names, decode_images=decode_images)

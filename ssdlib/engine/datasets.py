@@ -6,6 +6,8 @@ Data root: ``data.root`` if set, else ``$SSDLIB_DATA``, else ``data/``. Expected
     coco:   ROOT/coco/{train2017,val2017}/*.jpg, ROOT/coco/annotations/instances_*.json
     shapes: ROOT/shapes/  (test split written on demand by ``ensure_shapes``; training renders
             its images on the fly)
+    yolo:   ROOT itself: ROOT/data.yaml or ROOT/images/<split>/ + ROOT/labels/<split>/
+            (splits are data.yaml keys or folder names, e.g. train_splits [train], test_split val)
 """
 
 from __future__ import annotations
@@ -23,16 +25,22 @@ from ssdlib.data import (
     DatasetError,
     ShapesDataset,
     VOCDataset,
+    YOLODataset,
     build_test_transform,
     build_train_transform,
     ensure_shapes,
 )
 from ssdlib.data.download import data_root
-from ssdlib.data.validate import ValidationReport, validate_coco, validate_voc_folder
+from ssdlib.data.validate import (
+    ValidationReport,
+    validate_coco,
+    validate_voc_folder,
+    validate_yolo_folder,
+)
 
 __all__ = [
-    "EvalData", "build_test_data", "build_train_dataset", "check_class_names", "check_train_data",
-    "resolve_root",
+    "EvalData", "build_split_dataset", "build_test_data", "build_train_dataset", "check_class_names",
+    "check_train_data", "resolve_root",
 ]  # fmt: skip
 
 SHAPES_SEED = 0  # the dataset's identity (as written by ``ssdlib data shapes``), not the run's
@@ -116,6 +124,8 @@ def check_train_data(cfg: Config) -> ValidationReport | None:
     elif d.dataset == "coco":
         for split in d.train_splits:
             _merge(report, validate_coco(*_coco_paths(root, split), decode_images=False))
+    elif d.dataset == "yolo":
+        _merge(report, validate_yolo_folder(root, d.class_names, d.train_splits, decode_images=False))
     else:
         return None
     if not report.ok:
@@ -160,11 +170,32 @@ def build_train_dataset(cfg: Config, validate: bool = True) -> Dataset:
             parts.append(VOCDataset(_voc_dir(root, year), name, year, d.keep_difficult, tf,
                                     d.class_names))  # fmt: skip
         ds, names = (parts[0] if len(parts) == 1 else ConcatDataset(parts)), parts[0].class_names
+    elif d.dataset == "yolo":
+        parts = [YOLODataset(root, s, tf, d.class_names) for s in d.train_splits]
+        ds, names = (parts[0] if len(parts) == 1 else ConcatDataset(parts)), parts[0].class_names
     else:
         parts = [COCODataset(*_coco_paths(root, s), transform=tf) for s in d.train_splits]
         ds, names = (parts[0] if len(parts) == 1 else ConcatDataset(parts)), parts[0].class_names
     check_class_names(cfg, tuple(names), f"training set ({d.dataset})")
     return ds
+
+
+def build_split_dataset(cfg: Config, split: str, root: Path | None = None) -> Dataset:
+    """One split of the config's dataset as files give it: no transform (uint8 images, pixel
+    boxes), difficult objects kept and flagged. ``split`` is written as in ``data.train_splits``
+    (``2007/trainval`` for VOC, ``train2017`` for COCO, a data.yaml key for YOLO, ``train`` /
+    ``test`` for Shapes: ``num_train / views`` resp. ``num_test`` renderings, not written)."""
+    d = cfg.data
+    root = resolve_root(cfg) if root is None else Path(root)
+    if d.dataset == "shapes":
+        n = d.num_train // max(d.views, 1) if split == "train" else d.num_test
+        return ShapesDataset(split, n, d.source_size, SHAPES_SEED)  # boxes as trained, no JPEG
+    if d.dataset == "voc":
+        year, name = _voc_split(split)
+        return VOCDataset(_voc_dir(root, year), name, year, True, None, d.class_names)
+    if d.dataset == "yolo":
+        return YOLODataset(root, split, None, d.class_names)
+    return COCODataset(*_coco_paths(root, split), remove_images_without_annotations=False)
 
 
 def build_test_data(cfg: Config, progress: bool = True) -> EvalData:
@@ -184,6 +215,9 @@ def build_test_data(cfg: Config, progress: bool = True) -> EvalData:
     elif d.dataset == "voc":
         year, name = _voc_split(d.test_split)
         ds = VOCDataset(_voc_dir(root, year), name, year, True, tf, d.class_names)
+        data = EvalData(ds, ds.class_names)
+    elif d.dataset == "yolo":
+        ds = YOLODataset(root, d.test_split, tf, d.class_names)
         data = EvalData(ds, ds.class_names)
     else:
         images, ann = _coco_paths(root, d.test_split)

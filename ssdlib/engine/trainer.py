@@ -204,6 +204,9 @@ def _build_run(cfg: Config, device: torch.device, info: DistInfo, ckpt: dict | N
     t = cfg.train
     torch.manual_seed(t.seed)  # same initial weights on every rank
     model = build_model(cfg).to(device)
+    from ssdlib.engine.finetune import apply_init_weights  # train.init_weights: fine-tuning
+
+    apply_init_weights(model, cfg, fresh=ckpt is None)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay)
