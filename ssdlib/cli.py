@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ssdlib.engine.cli_train", "train a detector (resumes from --output's checkpoints)"),
     "eval": ("ssdlib.engine.cli_eval", "evaluate a checkpoint: VOC/COCO metrics table + JSON"),
     "demo": ("ssdlib.engine.cli_demo", "draw detections of a checkpoint or pretrained model"),
+    "export": ("ssdlib.engine.cli_export", "write a checkpoint or pretrained model as an ONNX file"),
     "figures": ("ssdlib.viz.figures", "regenerate every figure of the README and notebooks"),
 }
 

@@ -1,9 +1,11 @@
 """``python -m ssdlib demo``: draw detections on a folder of images.
 
-Weights from a training checkpoint (``--config ... --ckpt PATH``) or a pretrained model
+Weights from a training checkpoint (``--config ... --ckpt PATH``), a pretrained model
 (``--weights torchvision-coco`` or a reference checkpoint file, see
 ``ssdlib.model.weights.pretrained_model``; its preprocessing is the config's input section,
-default ``ssd300_coco_torchvision``)."""
+default ``ssd300_coco_torchvision``) or an exported ONNX file (``--onnx model.onnx``, run in
+onnxruntime; input size, normalisation and class names come from the file's metadata). All
+three go through the same preprocessing, post-processing and drawing code."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt", type=Path, help="training checkpoint")
     source.add_argument("--weights", help="pretrained weights name (torchvision-coco) or file")
+    source.add_argument("--onnx", type=Path, help="a file written by `ssdlib export` (onnxruntime, CPU)")
     parser.add_argument("--images", type=Path, required=True, help="folder of images")
     parser.add_argument("--out", type=Path, required=True, help="folder for the pictures")
     parser.add_argument("--score-threshold", type=float, default=0.5)
@@ -30,30 +33,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dtype_argument(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ssdlib.config import load_config
-    from ssdlib.engine.inference import detect_files, list_images, load_model, with_inference_dtype
+def load_source(args: argparse.Namespace):
+    """``(model with .predict, device, (image_size, mean, std), class names)`` for the source."""
+    from ssdlib.engine.inference import load_detector, with_inference_dtype
     from ssdlib.engine.trainer import resolve_device
+
+    if args.onnx is not None:
+        from ssdlib.export import OnnxDetector
+
+        if args.dtype != "fp32":
+            raise ValueError("--dtype: an ONNX file runs in the dtype it was exported with")
+        model = OnnxDetector(args.onnx)
+        i = model.input
+        return model, "cpu", (i["image_size"], i["pixel_mean"], i["pixel_std"]), model.class_names
+    device = resolve_device(args.device)
+    model, cfg, class_names = load_detector(args.config, args.overrides, args.ckpt, args.weights, device)
+    model = with_inference_dtype(model, args.dtype)
+    return model, device, (cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std), class_names
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssdlib.engine.inference import detect_files, list_images
     from ssdlib.viz.draw import draw_detections
 
     try:
-        device = resolve_device(args.device)
         paths = list_images(args.images)
-        if args.weights:
-            from ssdlib.model.weights import pretrained_model  # lazily: it may download
-
-            cfg = load_config(args.config or "ssd300_coco_torchvision", args.overrides)
-            model, class_names = pretrained_model(args.weights)
-            model = model.to(device).eval()
-        else:
-            cfg = load_config(args.config or "shapes", args.overrides)
-            model = load_model(cfg, args.ckpt, device)
-            class_names = list(cfg.data.class_names)
-        model = with_inference_dtype(model, args.dtype)
-        results = detect_files(model, paths, cfg.input.image_size, cfg.input.pixel_mean,
-                               cfg.input.pixel_std, device,
+        model, device, (size, mean, std), class_names = load_source(args)
+        results = detect_files(model, paths, size, mean, std, device,
                                score_threshold=args.score_threshold)  # fmt: skip
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, ImportError) as e:
         return report(e)
     args.out.mkdir(parents=True, exist_ok=True)
     for path, (image, det) in zip(paths, results):

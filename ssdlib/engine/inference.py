@@ -16,7 +16,7 @@ from ssdlib.model import ssd as ssd_module
 from ssdlib.postprocess import Detections
 
 __all__ = ["IMAGE_SUFFIXES", "INFERENCE_DTYPES", "add_dtype_argument", "detect_files", "list_images",
-           "load_model", "with_inference_dtype"]  # fmt: skip
+           "load_detector", "load_model", "with_inference_dtype"]  # fmt: skip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 INFERENCE_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
@@ -58,6 +58,29 @@ def load_model(cfg: Config, ckpt_path: str | os.PathLike, device: torch.device |
         raise ConfigError(f"{path}: weights do not fit {cfg.model.name} with "
                           f"{cfg.model.num_classes} classes: {str(e)[:300]}") from e  # fmt: skip
     return model.to(device).eval()
+
+
+def load_detector(
+    config: str | None,
+    overrides: Sequence[str],
+    ckpt: str | os.PathLike | None = None,
+    weights: str | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[SSD, Config, list[str]]:
+    """``(model in eval mode, config, class names)`` from a training checkpoint (config default
+    ``shapes``) or pretrained weights (config default ``ssd300_coco_torchvision``, whose input
+    section gives the preprocessing): the ``demo`` and ``export`` commands' sources."""
+    from ssdlib.config import load_config
+
+    if weights:
+        from ssdlib.model.weights import pretrained_model  # lazily: it may download
+
+        cfg = load_config(config or "ssd300_coco_torchvision", list(overrides))
+        model, class_names = pretrained_model(weights)
+        model.image_size = cfg.input.image_size
+        return model.to(device).eval(), cfg, class_names
+    cfg = load_config(config or "shapes", list(overrides))
+    return load_model(cfg, ckpt, device), cfg, list(cfg.data.class_names)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
