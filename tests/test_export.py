@@ -19,10 +19,26 @@ pytest.importorskip("onnxruntime")
 from ssdlib.export import DETECTION_OUTPUTS, RAW_OUTPUTS, OnnxDetector, export_onnx  # noqa: E402
 
 
-def random_model(config: str, seed: int = 0):
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One torch thread: the test workers share the cores (and OpenMP barriers under load cost
+    more than a second thread gains on these batches)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_model(config: str, seed: int = 0, background_bias: float = 0.0):
+    """A seeded random model; ``background_bias`` raises the background logit so that fewer
+    candidates pass the 0.01 threshold (keeps PyTorch's NMS of the big models cheap)."""
     torch.manual_seed(seed)
     cfg = load_config(config, ["model.backbone_weights=none"])
-    return build_model(cfg).eval(), cfg
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for conv in model.head.cls_heads:
+            conv.bias.view(-1, model.num_classes + 1)[:, 0] += background_bias
+    return model, cfg
 
 
 def images(batch: int, size: int, seed: int) -> torch.Tensor:
@@ -180,14 +196,14 @@ def test_cli_export_then_demo_through_onnxruntime(shapes_model, tmp_path, capsys
 
 @pytest.fixture(scope="module")
 def ssd300(tmp_path_factory):
-    model, _ = random_model("ssd300_voc")
+    model, _ = random_model("ssd300_voc", background_bias=6.0)
     path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "ssd300.onnx", postprocess=True)
     return model, OnnxDetector(path)
 
 
 @pytest.fixture(scope="module")
 def ssd512(tmp_path_factory):
-    model, _ = random_model("ssd512_voc", seed=1)
+    model, _ = random_model("ssd512_voc", seed=1, background_bias=6.0)
     path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "ssd512.onnx", batch_size=2)
     onnx.checker.check_model(str(path))
     return model, OnnxDetector(path)

@@ -15,8 +15,8 @@ from ssdlib.model import SSD, build_model
 from ssdlib.model import ssd as ssd_module
 from ssdlib.postprocess import Detections
 
-__all__ = ["IMAGE_SUFFIXES", "INFERENCE_DTYPES", "add_dtype_argument", "detect_files", "list_images",
-           "load_detector", "load_model", "with_inference_dtype"]  # fmt: skip
+__all__ = ["IMAGE_SUFFIXES", "INFERENCE_DTYPES", "add_dtype_argument", "detect_files", "detect_images",
+           "list_images", "load_detector", "load_model", "with_inference_dtype"]  # fmt: skip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 INFERENCE_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
@@ -93,7 +93,6 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-@torch.inference_mode()
 def detect_files(
     model: SSD,
     paths: Sequence[Path],
@@ -105,14 +104,34 @@ def detect_files(
     **postprocess,
 ) -> list[tuple[torch.Tensor, Detections]]:
     """``(image (3, H, W) uint8, detections in its pixels)`` for every file, in order."""
-    transform = build_test_transform(image_size, pixel_mean, pixel_std)
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     out = []
     for start in range(0, len(paths), batch_size):
         images = [load_image(p) for p in paths[start : start + batch_size]]
-        batch = torch.stack([transform(img, empty)[0] for img in images]).to(device)
-        for img, det in zip(images, model.predict(batch, **postprocess)):
-            h, w = img.shape[-2:]
-            d = det.scaled(w, h)
-            out.append((img, Detections(d.boxes.cpu(), d.scores.cpu(), d.labels.cpu())))
+        dets = detect_images(model, images, image_size, pixel_mean, pixel_std, device, **postprocess)
+        out.extend(zip(images, dets))
+    return out
+
+
+@torch.inference_mode()
+def detect_images(
+    model: SSD,
+    images: Sequence[torch.Tensor],
+    image_size: int,
+    pixel_mean: Sequence[float],
+    pixel_std: Sequence[float],
+    device: torch.device | str = "cpu",
+    **postprocess,
+) -> list[Detections]:
+    """Detections (boxes in each image's pixels, on the CPU) of a batch of ``(3, H, W)`` uint8
+    images: the test transform, ``model.predict`` (an :class:`SSD` or an
+    :class:`ssdlib.export.OnnxDetector`), then scaling back. Images, video frames and ONNX
+    files all go through this."""
+    transform = build_test_transform(image_size, pixel_mean, pixel_std)
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    batch = torch.stack([transform(img, empty)[0] for img in images]).to(device)
+    out = []
+    for img, det in zip(images, model.predict(batch, **postprocess)):
+        h, w = img.shape[-2:]
+        d = det.scaled(w, h)
+        out.append(Detections(d.boxes.cpu(), d.scores.cpu(), d.labels.cpu()))
     return out
