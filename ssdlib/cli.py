@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("ssdlib.engine.cli_eval", "evaluate a checkpoint: VOC/COCO metrics table + JSON"),
     "demo": ("ssdlib.engine.cli_demo", "draw detections of a checkpoint or pretrained model"),
     "demo-shapes": ("ssdlib.engine.demo_shapes", "make demo: Shapes data, train, evaluate, pictures"),
+    "export": ("ssdlib.engine.cli_export", "write a checkpoint or pretrained model as an ONNX file"),
     "figures": ("ssdlib.viz.figures", "regenerate every figure of the README and notebooks"),
 }
 

@@ -13,6 +13,7 @@ from ssdlib.cli import main
 EXPECTED_ROWS = {
     "inference_b1", "inference_b8", "postprocess_b8", "train_step_b8", "match_encode_b32",
     "augment", "voc_eval_5k", "coco_eval", "inference_b8_bf16", "train_step_b8_bf16",
+    "onnxruntime_b1", "onnxruntime_b8",
 }  # fmt: skip
 PEERLESS = {"augment", "voc_eval_5k"}
 

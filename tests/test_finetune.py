@@ -65,8 +65,7 @@ def test_bad_sources_are_clear_errors(tmp_path):
 def test_torchvision_coco_weights_from_the_hub_cache(tmp_path, monkeypatch, capsys):
     from torchvision.models.detection import ssd300_vgg16
 
-    from ssdlib.model.checkpoint_io import hub_checkpoint_path
-    from ssdlib.model.weights import weight_url
+    from ssdlib.model import hub_checkpoint_path, weight_url
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     torch.manual_seed(0)

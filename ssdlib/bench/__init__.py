@@ -8,7 +8,9 @@ Rows (peer in brackets): ``inference_b1``/``inference_b8`` SSD300 ``predict`` fp
 [torchvision ``ssd300_vgg16``], ``inference_b8_bf16`` [torchvision fp32], ``postprocess_b8``
 [torchvision ``postprocess_detections``], ``train_step_b8`` [torchvision SSD train step],
 ``match_encode_b32`` [per-image ``match`` + ``encode``], ``augment``, ``voc_eval_5k``,
-``coco_eval`` [faster-coco-eval when installed], and the CUDA rows when a GPU is present.
+``coco_eval`` [faster-coco-eval when installed], ``onnxruntime_b1``/``_b8`` the exported
+SSD300 in onnxruntime [PyTorch fp32 ``predict``] when ``ssdlib[export]`` is installed, and the
+CUDA rows when a GPU is present.
 ``--quick`` shrinks repeats and batches to a smoke test (structure, not numbers).
 """
 
@@ -50,6 +52,14 @@ def run_bench(quick: bool = False, repeats: int | None = None, compile_model: bo
     settings = Settings(quick=quick, repeats=repeats or (1 if quick else 5))
     settings.gflops = matmul_gflops(1024 if quick else 2048, 2 if quick else 5)
     rows = cpu_rows(settings, log)
+    from ssdlib.bench.export_rows import onnxruntime_available, onnxruntime_rows
+
+    if onnxruntime_available():
+        from ssdlib.bench.models import build_pair, normalise, peer_images
+
+        log("... onnxruntime")
+        images = normalise(peer_images(settings.big_batch))
+        rows += onnxruntime_rows(settings, build_pair().ours, images, settings.big_batch)
     rows += cuda_rows(settings, compile_model)
     return {"machine": machine_info(settings.gflops), "rows": rows}
 

@@ -1,7 +1,7 @@
 """Start training from a detector trained elsewhere (``train.init_weights``).
 
 Sources: ``torchvision-coco`` (torchvision's SSD300 COCO weights, through the conversion in
-:mod:`ssdlib.model.weights`; needs ``model.name: ssd300_vgg16``), ``shapes`` (the shipped Shapes
+:mod:`ssdlib.model.convert`; needs ``model.name: ssd300_vgg16``), ``shapes`` (the shipped Shapes
 model, where this ssdlib has one), or a file: an ssdlib checkpoint (``model_*.pth`` of any
 run), a torchvision SSD300, lufficc/SSD or amdegroot/ssd.pytorch file (read with
 ``weights_only=True``: no code runs).
@@ -84,7 +84,7 @@ def transfer_weights(model: nn.Module, state: dict[str, torch.Tensor], source: s
 
 def load_source_state(name: str, progress: bool = True) -> tuple[dict[str, torch.Tensor], dict | None]:
     """``(state dict in ssdlib keys, the source's config dict or None)`` of a source name/file."""
-    from ssdlib.model.weights import TORCHVISION_CONFIG, pretrained_model
+    from ssdlib.model.build import TORCHVISION_CONFIG, pretrained_model
 
     if name == "torchvision-coco":
         model, _ = pretrained_model(name, progress=progress)

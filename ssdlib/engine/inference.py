@@ -15,8 +15,8 @@ from ssdlib.model import SSD, build_model
 from ssdlib.model import ssd as ssd_module
 from ssdlib.postprocess import Detections
 
-__all__ = ["IMAGE_SUFFIXES", "INFERENCE_DTYPES", "detect_files", "detect_images", "list_images",
-           "load_model", "with_inference_dtype"]  # fmt: skip
+__all__ = ["IMAGE_SUFFIXES", "INFERENCE_DTYPES", "detect_files", "detect_images",
+           "list_images", "load_detector", "load_model", "with_inference_dtype"]  # fmt: skip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 INFERENCE_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
@@ -52,6 +52,34 @@ def load_model(cfg: Config, ckpt_path: str | os.PathLike, device: torch.device |
     return model.to(device).eval()
 
 
+def load_detector(
+    config: str | None,
+    overrides: Sequence[str],
+    ckpt: str | os.PathLike | None = None,
+    weights: str | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[SSD, Config, list[str]]:
+    """``(model in eval mode, config, class names)`` from a training checkpoint (config default
+    ``shapes``) or pretrained weights (config default ``ssd300_coco_torchvision``, whose input
+    section gives the preprocessing): the ``demo`` and ``export`` commands' sources."""
+    from ssdlib.config import load_config
+
+    if weights:
+        from ssdlib.config import apply_overrides
+        from ssdlib.model import load_shipped, pretrained_model  # pretrained_model may download
+        from ssdlib.model.shipped import SHIPPED
+
+        model, class_names = pretrained_model(weights)
+        if weights in SHIPPED and not config:  # its own preprocessing and test settings
+            cfg = apply_overrides(load_shipped(weights)[1], list(overrides))
+        else:
+            cfg = load_config(config or "ssd300_coco_torchvision", list(overrides))
+        model.image_size = cfg.input.image_size
+        return model.to(device).eval(), cfg, class_names
+    cfg = load_config(config or "shapes", list(overrides))
+    return load_model(cfg, ckpt, device), cfg, list(cfg.data.class_names)
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
@@ -60,32 +88,6 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"--images {folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     return files
-
-
-@torch.inference_mode()
-def detect_images(
-    model: SSD,
-    images: Sequence[torch.Tensor],
-    image_size: int,
-    pixel_mean: Sequence[float],
-    pixel_std: Sequence[float],
-    device: torch.device | str = "cpu",
-    batch_size: int = 8,
-    **postprocess,
-) -> list[Detections]:
-    """Detections in each image's own pixels, for ``(3, H, W)`` uint8 images of any sizes
-    (the test transform resizes them to ``image_size`` and normalises)."""
-    transform = build_test_transform(image_size, pixel_mean, pixel_std)
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
-    out = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        batch = torch.stack([transform(img, empty)[0] for img in chunk]).to(device)
-        for img, det in zip(chunk, model.predict(batch, **postprocess)):
-            h, w = img.shape[-2:]
-            d = det.scaled(w, h)
-            out.append(Detections(d.boxes.cpu(), d.scores.cpu(), d.labels.cpu()))
-    return out
 
 
 def detect_files(
@@ -102,7 +104,31 @@ def detect_files(
     out = []
     for start in range(0, len(paths), batch_size):
         images = [load_image(p) for p in paths[start : start + batch_size]]
-        dets = detect_images(model, images, image_size, pixel_mean, pixel_std, device, batch_size,
-                             **postprocess)  # fmt: skip
-        out += list(zip(images, dets))
+        dets = detect_images(model, images, image_size, pixel_mean, pixel_std, device, **postprocess)
+        out.extend(zip(images, dets))
+    return out
+
+
+@torch.inference_mode()
+def detect_images(
+    model: SSD,
+    images: Sequence[torch.Tensor],
+    image_size: int,
+    pixel_mean: Sequence[float],
+    pixel_std: Sequence[float],
+    device: torch.device | str = "cpu",
+    **postprocess,
+) -> list[Detections]:
+    """Detections (boxes in each image's pixels, on the CPU) of a batch of ``(3, H, W)`` uint8
+    images: the test transform, ``model.predict`` (an :class:`SSD` or an
+    :class:`ssdlib.export.OnnxDetector`), then scaling back. Images, video frames and ONNX
+    files all go through this."""
+    transform = build_test_transform(image_size, pixel_mean, pixel_std)
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    batch = torch.stack([transform(img, empty)[0] for img in images]).to(device)
+    out = []
+    for img, det in zip(images, model.predict(batch, **postprocess)):
+        h, w = img.shape[-2:]
+        d = det.scaled(w, h)
+        out.append(Detections(d.boxes.cpu(), d.scores.cpu(), d.labels.cpu()))
     return out

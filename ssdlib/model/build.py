@@ -93,7 +93,9 @@ def build_model(cfg: Config) -> SSD:
         "clip": cfg.test.clip_boxes,
     }
     priors = generate_priors(cfg.priors)
-    return SSD(backbone, head, priors, tuple(cfg.priors.variances), postprocess)
+    model = SSD(backbone, head, priors, tuple(cfg.priors.variances), postprocess)
+    model.image_size = cfg.input.image_size  # the input side export and demo --onnx need
+    return model
 
 
 def feature_map_sizes(backbone: torch.nn.Module, image_size: int) -> list[int]:

@@ -41,6 +41,8 @@ class SSD(nn.Module):
         self.postprocess = dict(postprocess or {})
         # Layout ``predict`` gives its input; :func:`prepare_for_inference` sets channels_last.
         self.input_memory_format = torch.preserve_format
+        # Input side in pixels (build_model sets it from cfg.input): ONNX export needs it.
+        self.image_size: int | None = None
 
     @property
     def num_classes(self) -> int:
