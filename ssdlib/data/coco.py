@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -71,8 +70,8 @@ def check_coco_dict(data: dict, source: str | os.PathLike) -> list[str]:
         bbox = ann["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4:
             problems.append(f"{where}: bbox must be a list [x, y, w, h], got {_short(bbox)}")
-        elif not all(_finite_number(v) for v in bbox):
-            problems.append(f"{where}: bbox values must be finite numbers, got {_short(bbox)}")
+        elif not all(_number(v) for v in bbox):  # NaN/inf are numbers: dropped with a warning
+            problems.append(f"{where}: bbox values must be numbers, got {_short(bbox)}")
         if len(problems) >= _MAX_PROBLEMS:
             problems.append(f"{source}: stopped after {_MAX_PROBLEMS} problems")
             break
@@ -86,8 +85,8 @@ def _hashable(value: object) -> bool:
     return isinstance(value, int | str | float) and not isinstance(value, bool)
 
 
-def _finite_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _short(value: object) -> str:

@@ -34,7 +34,7 @@ def with_inference_dtype(model: SSD, name: str) -> SSD:
 def load_model(cfg: Config, ckpt_path: str | os.PathLike, device: torch.device | str = "cpu") -> SSD:
     """``cfg``'s model with the weights of a training checkpoint (or a bare state dict), in
     eval mode. A checkpoint made for another number of classes is refused with a clear error."""
-    from ssdlib.engine.trainer import check_checkpoint
+    from ssdlib.engine.resume import check_checkpoint
 
     path = Path(ckpt_path)
     if not path.is_file():

@@ -78,13 +78,18 @@ class MetricsLogger:
     def log(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.out / JSONL, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        if set(row) - set(self._csv_keys):  # a new column (e.g. the first mAP): rewrite
-            self._rewrite_csv(read_metrics(self.out / JSONL))
-        else:
-            with open(self.out / CSV, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=self._csv_keys).writerow(row)
+        try:
+            with open(self.out / JSONL, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if set(row) - set(self._csv_keys):  # a new column (e.g. the first mAP): rewrite
+                self._rewrite_csv(read_metrics(self.out / JSONL))
+            else:
+                with open(self.out / CSV, "a", newline="") as f:
+                    csv.DictWriter(f, fieldnames=self._csv_keys).writerow(row)
+        except OSError as e:  # a full disk: name the file (a torn last line is read back fine)
+            if e.filename is None and e.strerror:
+                raise OSError(e.errno, e.strerror, str(self.out / JSONL)) from e
+            raise
         if self._writer is not None:
             step = int(row["iteration"])
             for key, value in row.items():

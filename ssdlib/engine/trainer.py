@@ -41,13 +41,15 @@ from ssdlib.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ssdlib.engine.device import cpu_has_native_bf16, resolve_amp, resolve_device
+
+# cpu_has_native_bf16 and check_checkpoint moved (to .device, .resume); still importable here.
+from ssdlib.engine.device import cpu_has_native_bf16, resolve_amp, resolve_device  # noqa: F401
 from ssdlib.engine.distributed import DistInfo, all_reduce_max, barrier, init_distributed
 from ssdlib.engine.errors import NonFiniteLossError
 from ssdlib.engine.outdir import OutputLock, check_output_dir
 from ssdlib.engine.resume import (
     changed_schedule,
-    check_checkpoint,
+    check_checkpoint,  # noqa: F401
     find_resume,
     nonfinite_entry,
     rebuild_schedule,
@@ -61,8 +63,6 @@ from ssdlib.model import SSD, build_model
 
 __all__ = ["NonFiniteLossError", "StepResult", "TrainResult", "prepare_targets", "train",
            "train_step"]
-# Old import places of names that moved (ssdlib.engine.device, .resume); still importable here.
-_MOVED = (check_checkpoint, cpu_has_native_bf16, resolve_amp, resolve_device)
 
 
 @dataclass
