@@ -45,7 +45,7 @@ def draw_detections(
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
     if not isinstance(image, torch.Tensor):
-        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        image = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # a copy: writable
     image = image.detach().cpu()
     boxes = torch.as_tensor(boxes).detach().cpu().to(torch.float64).reshape(-1, 4)
     labels = torch.as_tensor(labels).detach().cpu().reshape(-1).tolist()
