@@ -10,16 +10,23 @@ import torch
 import torch.nn.functional as F
 
 
-def ref_priors(image_size, feature_maps, strides, min_sizes, max_sizes, aspect_ratios, clip):
+def ref_priors(image_size, feature_maps, strides, min_sizes, max_sizes, aspect_ratios, clip,
+               densify=None):
+    """lufficc's PriorBox loop; ``densify[k] = d`` tiles the min-size square d x d times, centres
+    offset by ((a + 0.5) / d - 0.5) * stride (FaceBoxes, sec. 3.3), rows of offsets first."""
     priors = []
     for k, f in enumerate(feature_maps):
         scale = image_size / strides[k]
+        d = densify[k] if densify else 1
         for i, j in product(range(f), repeat=2):
             cx = (j + 0.5) / scale
             cy = (i + 0.5) / scale
             size = min_sizes[k]
             h = w = size / image_size
-            priors.append([cx, cy, w, h])
+            for a, b in product(range(d), repeat=2):
+                dy = ((a + 0.5) / d - 0.5) * strides[k] / image_size
+                dx = ((b + 0.5) / d - 0.5) * strides[k] / image_size
+                priors.append([cx + dx, cy + dy, w, h])
             size = math.sqrt(min_sizes[k] * max_sizes[k])
             h = w = size / image_size
             priors.append([cx, cy, w, h])

@@ -68,5 +68,9 @@ def test_python_version():
 
 
 def test_torch_pins_are_the_ones_on_this_disk():
+    import torch
+    import torchvision
+
     lock = lock_pins()
-    assert (lock["torch"], lock["torchvision"]) == ("2.14.1", "0.29.1")
+    installed = (torch.__version__.split("+")[0], torchvision.__version__.split("+")[0])
+    assert (lock["torch"], lock["torchvision"]) == installed

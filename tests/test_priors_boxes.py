@@ -36,6 +36,20 @@ def test_priors_equal_reference_loops(name, clip):
     assert torch.equal(ours, ref)
 
 
+@pytest.mark.parametrize("clip", [True, False])
+def test_densified_shapes_priors_equal_the_reference_loop(clip):
+    p = load_config("shapes").priors
+    assert p.densify and max(p.densify) > 1  # the config as trained: 2x2 on the first two maps
+    ours = generate_priors_from(p.image_size, p.feature_maps, p.strides, p.min_sizes,
+                                p.max_sizes, p.aspect_ratios, clip, p.densify)
+    ref = ref_priors(p.image_size, p.feature_maps, p.strides, p.min_sizes, p.max_sizes,
+                     p.aspect_ratios, clip, p.densify)
+    assert ours.shape == ref.shape == (sum(priors_per_map(p)), 4)
+    assert torch.equal(ours, ref)
+    if clip == p.clip:  # and the config path (what the model's buffer holds) is the same
+        assert torch.equal(generate_priors(p), ours)
+
+
 def test_first_location_sizes_ssd300():
     priors = generate_priors(load_config("ssd300_voc").priors)
     c = 0.5 / 37.5

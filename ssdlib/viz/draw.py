@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
+from torchvision.transforms.v2 import functional as F
+from torchvision.utils import draw_bounding_boxes
 
 from ssdlib.metrics.common import class_name
 
@@ -32,32 +34,30 @@ def draw_detections(
     class_names: Sequence[str] | None = None,
     width: int = 2,
 ) -> Image.Image:
-    """Boxes with ``name score`` captions on a copy of ``image``.
+    """Boxes in their class colour with ``name score`` captions (black on the class colour, in
+    the box's top-left corner), drawn by ``torchvision.utils.draw_bounding_boxes`` on a copy.
 
     Args:
         image: (3, H, W) uint8 tensor, (H, W, 3) uint8 array or a PIL image.
         boxes: (N, 4) xyxy in pixels of ``image``; labels: (N,) in 1..C; scores: (N,) or None.
         class_names: names of labels 1..C (``class_names[label - 1]``).
     """
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().permute(1, 2, 0).numpy()
-    pil = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-    pil = pil.copy()
-    draw = ImageDraw.Draw(pil)
-    font = ImageFont.load_default()
-    boxes = np.asarray(torch.as_tensor(boxes).detach().cpu(), dtype=np.float64).reshape(-1, 4)
-    labels = np.asarray(torch.as_tensor(labels).detach().cpu()).reshape(-1)
-    score_list = None if scores is None else np.asarray(torch.as_tensor(scores).cpu()).reshape(-1)
-    for k, (box, label) in enumerate(zip(boxes.tolist(), labels.tolist())):
-        colour = class_colour(int(label))
-        draw.rectangle(box, outline=colour, width=width)
-        name = class_name(int(label), class_names)
-        text = name if score_list is None else f"{name} {score_list[k]:.2f}"
-        left, top, right, bottom = draw.textbbox((box[0], box[1]), text, font=font)
-        y = box[1] - (bottom - top) - 2 if box[1] - (bottom - top) - 2 >= 0 else box[1]
-        draw.rectangle((box[0], y, box[0] + right - left + 2, y + bottom - top + 2), fill=colour)
-        draw.text((box[0] + 1, y), text, fill=(0, 0, 0), font=font)
-    return pil
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, torch.Tensor):
+        image = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # a copy: writable
+    image = image.detach().cpu()
+    boxes = torch.as_tensor(boxes).detach().cpu().to(torch.float64).reshape(-1, 4)
+    labels = torch.as_tensor(labels).detach().cpu().reshape(-1).tolist()
+    if not labels:  # draw_bounding_boxes warns on an empty set
+        return F.to_pil_image(image)
+    names = [class_name(int(label), class_names) for label in labels]
+    if scores is not None:
+        score_list = torch.as_tensor(scores).detach().cpu().reshape(-1).tolist()
+        names = [f"{n} {s:.2f}" for n, s in zip(names, score_list, strict=True)]
+    drawn = draw_bounding_boxes(image, boxes, names, [class_colour(int(c)) for c in labels],
+                                width=width, fill_labels=True)  # fmt: skip
+    return F.to_pil_image(drawn)
 
 
 def plot_losses(log_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Any:
