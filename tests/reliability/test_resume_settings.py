@@ -165,7 +165,7 @@ def test_eval_and_demo_with_a_damaged_checkpoint(tmp_path, capsys, trained, comm
         assert main([command, "--config", str(config), "--ckpt", str(ckpt), *extra]) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1, err
-        assert f"{ckpt}: not a readable ssdlib checkpoint" in err
+        assert f"{ckpt}: not a readable PyTorch checkpoint" in err
 
 
 def test_first_log_row_after_a_resume_equals_the_uninterrupted_one(tmp_path):
