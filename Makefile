@@ -45,7 +45,7 @@ lint: venv
 # The notebooks' sources are the jupytext pairs notebooks/NN_*.py (percent format): sync each
 # into its .ipynb and execute that in place, so the committed notebooks carry their outputs.
 # `make notebooks NB="05 06"` does only those.
-NB ?= 00 01 02 03 04 05 06
+NB ?= 00 01 02 03 04 05 06 07
 notebooks: venv
 	@for n in $(NB); do py=$$(ls notebooks/$${n}_*.py) || exit 1; nb=$${py%.py}.ipynb; \
 	  echo "== $$nb"; $(VENV)/bin/jupytext --sync "$$py" -q && \

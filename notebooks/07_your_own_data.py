@@ -7,6 +7,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -15,6 +19,10 @@
 
 # %% [markdown]
 # # 07 · Your own data: a labelled folder to a fine-tuned detector
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)][colab]
+#
+# [colab]: https://colab.research.google.com/github/ssdlib/ssdlib/blob/main/notebooks/07_your_own_data.ipynb
 #
 # **What you will learn** (about 30 minutes; runs in about 3 minutes on a 2-core CPU)
 #
@@ -34,6 +42,30 @@
 #
 # The folder here is generated (Shapes images relabelled into two classes, *round* and
 # *angular*), so the notebook runs offline; with your own export, point `FOLDER` at it.
+
+# %% tags=["nbval-check-output"]
+# Colab only: install the ssdlib package (Colab's own torch, torchvision and ipywidgets stay as
+# they are) and report the GPU. Elsewhere this cell does nothing: the notebooks use the ssdlib
+# installed beside them (`make lab` in a checkout).
+import os
+import shutil
+import subprocess
+import sys
+
+SSDLIB_SOURCE = "git+https://github.com/ssdlib/ssdlib"  # = [project.urls] Repository in pyproject.toml
+if "google.colab" in sys.modules:
+    source = os.environ.get("SSDLIB_SOURCE", SSDLIB_SOURCE)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"ssdlib @ {source}"],
+                          capture_output=True, text=True)
+    if done.returncode:
+        print(f"could not install ssdlib from {source}: "
+              f"{(done.stderr.strip().splitlines() or ['pip failed'])[-1]}")
+    else:
+        print(f"installed ssdlib from {source}")
+    if shutil.which("nvidia-smi"):
+        subprocess.run(["nvidia-smi", "-L"], check=False)  # which GPU Colab gave us
+else:
+    print("not in Colab: using the installed ssdlib")
 
 # %% tags=["nbval-ignore-output"]
 # Seeds, device, and where data and outputs live (`ssdlib.course`: $SSDLIB_DATA, else the
@@ -300,3 +332,37 @@ plt.show()
 # ```
 #
 # VOC-format folders (`data.dataset: voc`) and COCO jsons (`coco`) go through the same steps.
+#
+# ## Summary
+#
+# - A YOLO export (`images/`, `labels/*.txt`, `data.yaml`) is `data.dataset: yolo`; VOC and COCO
+#   folders go through the same target format, validation and training.
+# - `python -m ssdlib data validate FOLDER` lists every problem before training starts.
+# - `anchors analyze` says how well the priors cover your objects (best IoU, coverage by size);
+#   `anchors fit` searches the priors section for a better coverage under a prior budget.
+# - `train.init_weights=shapes | torchvision-coco | FILE` starts from a trained detector: what
+#   fits is loaded, the class head starts fresh for your class count, and the loss falls faster
+#   than from scratch.
+#
+# ## Exercises
+#
+# 1. Relabel the folder into *three* classes (say circles, polygons, stars) and fine-tune again.
+#    Which parts of the pretrained model still load?
+# 2. Run `anchors analyze` with `train.iou_threshold=0.5` instead of 0.4: how does coverage
+#    change, and which object sizes lose most?
+#
+# <details><summary>Solution 1</summary>
+#
+# Only the class head depends on the class count: `boxes per location × (classes + 1)` outputs
+# per map, now 4 per box instead of 3. The backbone, the extra layers and the box head load
+# exactly as before; the run's printout lists the class-head tensors it re-initialised.
+# </details>
+#
+# <details><summary>Solution 2</summary>
+#
+# ```python
+# ssdlib_cli(["anchors", "analyze", "--config", str(OWN_YAML), "train.iou_threshold=0.5"])
+# ```
+# Coverage drops, most for the smallest objects: at stride 8 an object of 8-16 px has a prior at
+# IoU ≥ 0.5 only if it lies within a pixel or two of a prior's centre.
+# </details>

@@ -23,6 +23,7 @@ COURSE = (
     "04_gpu_training.ipynb",
     "05_evaluation.ipynb",
     "06_demo.ipynb",
+    "07_your_own_data.ipynb",
 )
 
 

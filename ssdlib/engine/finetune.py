@@ -93,20 +93,15 @@ def load_source_state(name: str, progress: bool = True) -> tuple[dict[str, torch
         return model.state_dict(), load_config(TORCHVISION_CONFIG).to_dict()
     if name == "shapes":
         try:  # the shipped model keeps its config (for the normalisation check below)
-            from ssdlib.model.shipped import load_shipped
-        except ImportError:
-            load_shipped = None
-        try:
-            if load_shipped is not None:
-                model, source_cfg, _ = load_shipped(name)
-                return model.state_dict(), source_cfg.to_dict()
-            model, _ = pretrained_model(name, progress=progress)
+            from ssdlib.model import load_shipped
+
+            model, source_cfg, _ = load_shipped(name)
+            return model.state_dict(), source_cfg.to_dict()
         except (ValueError, FileNotFoundError) as e:
             raise ConfigError(
                 f"train.init_weights 'shapes': no shipped Shapes model in this install ({e}); "
                 "train one ('python -m ssdlib train --config shapes') and give its checkpoint file"
             ) from e
-        return model.state_dict(), None
     if not os.path.isfile(name):
         raise ConfigError(f"train.init_weights {name!r}: expected one of {list(NAMED_SOURCES)} "
                           "or an existing checkpoint file")  # fmt: skip
