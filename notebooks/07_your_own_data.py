@@ -269,7 +269,8 @@ def smooth(v, k=10):
 
 fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.plot(smooth(scratch.losses), label="from scratch")
-ax.plot(smooth(tuned.losses), label=f"fine-tuned from {'the shipped model' if HAVE_SHIPPED else 'a quick model'}")
+source_name = "the shipped model" if HAVE_SHIPPED else "a quick model"
+ax.plot(smooth(tuned.losses), label=f"fine-tuned from {source_name}")
 ax.set(xlabel="iteration", ylabel="training loss (10-step mean)", title="Same seed, batches and steps")
 ax.legend()
 plt.show()

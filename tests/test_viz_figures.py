@@ -47,6 +47,7 @@ def test_the_committed_figures_are_exactly_the_registered_ones():
     committed = {p.stem for p in (root / "figures").glob("*.png")}
     assert committed == set(FIGURES)
     readme = (root / "README.md").read_text()
-    mentioned = set(re.findall(r"\b([a-z0-9_]+)\.png", readme)) - {"pr", "losses", "pr_curves"}
+    mentioned = set(re.findall(r"figures/([a-z0-9_]+)\.png|`([a-z0-9_]+)\.png`", readme))
+    mentioned = {a or b for a, b in mentioned}
     assert mentioned <= set(FIGURES), mentioned - set(FIGURES)
     assert all(callable(f) for f in FIGURES.values())
