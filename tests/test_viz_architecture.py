@@ -53,3 +53,14 @@ def test_plot_shows_the_counts(ssd300):
     assert any("8732 priors" in t for t in texts)
     assert "5776 + 2166 + 600 + 150 + 36 + 4 = 8732" in texts
     assert any("38x38x512" in t for t in texts)
+
+
+def test_model_summary_counts_densified_boxes():
+    from ssdlib.model.summary import model_summary
+
+    cfg = load_config("shapes")
+    rows = [line.split() for line in model_summary(cfg).splitlines()[2:7]]
+    boxes = [int(r[5]) for r in rows]
+    priors = [int(r[6]) for r in rows]
+    assert boxes == [7, 9, 6, 4, 4]
+    assert priors == [f * f * b for f, b in zip(cfg.priors.feature_maps, boxes)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ssdlib.config import load_config
-from ssdlib.priors import priors_per_map
+from ssdlib.priors import boxes_per_location, priors_per_map
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +24,12 @@ def model_summary(cfg) -> str:
     lines.append(f"{'map':>5} {'size':>9} {'stride':>7} {'min':>7} {'max':>7} {'boxes/loc':>9} "
                  f"{'priors':>7}")  # fmt: skip
     per_map = priors_per_map(p)
-    for k, (f, s, lo, hi, ar, n) in enumerate(
-        zip(p.feature_maps, p.strides, p.min_sizes, p.max_sizes, p.aspect_ratios, per_map)
+    # boxes_per_location counts densified squares too (2 + 2 * ratios would miss them)
+    per_loc = boxes_per_location(p.aspect_ratios, p.densify)
+    for k, (f, s, lo, hi, b, n) in enumerate(
+        zip(p.feature_maps, p.strides, p.min_sizes, p.max_sizes, per_loc, per_map)
     ):
-        lines.append(f"{k:>5} {f:>4}x{f:<4} {s:>7g} {lo:>7g} {hi:>7g} {2 + 2 * len(ar):>9} {n:>7}")
+        lines.append(f"{k:>5} {f:>4}x{f:<4} {s:>7g} {lo:>7g} {hi:>7g} {b:>9} {n:>7}")
     lines.append(f"total priors: {sum(per_map)} (model buffer: {model.priors.shape[0]})")
     for name in ("backbone", "head"):
         count = sum(t.numel() for t in getattr(model, name).parameters())

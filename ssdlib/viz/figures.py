@@ -292,7 +292,18 @@ def fig_hard_negatives(neg_pos_ratio: int = 3) -> Figure:
     return fig
 
 
+def fig_architecture(config: str = "ssd300_voc") -> Figure:
+    """SSD's architecture diagram (:func:`ssdlib.viz.architecture.plot_architecture`), random
+    weights: only the shapes are drawn."""
+    from ssdlib.model import build_model
+    from ssdlib.viz.architecture import plot_architecture
+
+    cfg = load_config(config, ["model.backbone_weights=none"])
+    return plot_architecture(build_model(cfg), cfg)
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
+    "architecture": fig_architecture,
     "dataset_samples": fig_dataset_samples,
     "augmentation": fig_augmentation,
     "priors_per_map": fig_priors_per_map,
