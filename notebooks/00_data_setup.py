@@ -141,10 +141,10 @@ fig
 # %% [markdown]
 # Panel 1 is what the network outputs: one box for every prior, mostly junk — most priors see
 # background (drawn in white, they cover the image). A score threshold leaves a few candidates,
-# several per object (neighbouring priors all recognise it); NMS keeps the best of each cluster. Everything else in the course
-# explains a piece of this picture: the data (this notebook), the priors (01), the network (02),
-# how it is trained to produce these scores and corrections (03, 04), how it is measured (05),
-# and using it on your images (06, 07).
+# several per object (neighbouring priors all recognise it); NMS keeps the best of each cluster.
+# Everything else in the course explains a piece of this picture: the data (this notebook), the
+# priors (01), the network (02), how it is trained to produce these scores and corrections (03,
+# 04), how it is measured (05), and using it on your images (06, 07).
 #
 # The network behind it is SSD300 in the paper (Liu et al., ECCV 2016, figure 2): VGG16, then
 # extra layers that halve the resolution, with a small convolutional **head** on each of six
@@ -329,9 +329,9 @@ fig_dataset_samples(count=6)
 # %% [markdown]
 # ## Data augmentation
 #
-# SSD's augmentation (paper section 2.2 and 3.6) is a large part of its accuracy: the "zoom out"
-# expansion alone brings SSD300 from 74.3 to **77.2** mAP and SSD512 from 76.8 to **79.8**.
-# `build_train_transform` chains
+# SSD's augmentation (paper section 2.2 and 3.6, table 6) is a large part of its accuracy: the
+# "zoom out" expansion alone brings SSD300 from 74.3 to **77.2** mAP and SSD512 from 76.8 to
+# **79.8**. `build_train_transform` chains
 #
 # 1. photometric distortion (brightness, contrast, saturation, hue; p = 0.5);
 # 2. **zoom out**: place the image on a canvas up to 4× larger filled with the mean pixel (p = 0.5)

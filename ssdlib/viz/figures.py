@@ -59,7 +59,9 @@ def draw_boxes(ax, boxes_xyxy: torch.Tensor, colours, labels: Sequence[str] | No
     for n, ((x1, y1, x2, y2), c) in enumerate(zip(boxes, colours)):
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=c, lw=lw, ls=ls))
         if labels is not None:  # inside the box: a label above it would run into the title
-            ax.text(x1, y1, labels[n], color="white", fontsize=7, va="top", clip_on=True,
+            right = x1 > 0.75 * max(ax.get_xlim())  # near the right edge: align on x2 instead
+            ax.text(x2 if right else x1, y1, labels[n], color="white", fontsize=7, va="top",
+                    ha="right" if right else "left", clip_on=True,
                     bbox={"facecolor": c, "pad": 1, "lw": 0})  # fmt: skip
 
 
