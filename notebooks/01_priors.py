@@ -81,23 +81,30 @@ DATA, OUTPUTS, HAVE_VOC = paths.data, paths.outputs, paths.have_voc
 # A detector must say *where* objects are. SSD does it in one forward pass: at every cell of
 # several feature maps it predicts, for each of a few fixed **default boxes**, a class score and a
 # small correction of the box. The default boxes are the "questions" the network answers. Fewer,
-# better-placed boxes make a fast detector; the paper (Liu et al., ECCV 2016, table 7) compares:
+# better-placed boxes make a fast detector. The paper's speed table (Liu et al., ECCV 2016,
+# table 7: VOC2007 test, one Titan X):
 #
-# | system | boxes | VOC07 mAP | FPS (Titan X) |
-# |---|---|---|---|
-# | Faster R-CNN (VGG16) | ~6000 | 73.2 | 7 |
-# | YOLO | 98 | 63.4 | 45 |
-# | SSD300* | **8732** | 77.2 | 46 |
-# | SSD512* | **24564** | 79.8 | 19 |
+# | system | boxes | input | VOC07 mAP | FPS, batch 1 | FPS, batch 8 |
+# |---|---|---|---|---|---|
+# | Faster R-CNN (VGG16) | ~6000 | ~1000×600 | 73.2 | 7 | – |
+# | Fast YOLO | 98 | 448×448 | 52.7 | 155 | – |
+# | YOLO (VGG16) | 98 | 448×448 | 66.4 | 21 | – |
+# | SSD300 | **8732** | 300×300 | 74.3 | 46 | 59 |
+# | SSD512 | **24564** | 512×512 | 76.8 | 19 | 22 |
 #
-# (\* with the "zoom out" data augmentation of notebook 00.)
+# The abstract's "74.3 % mAP at 59 FPS" is the batch-8 row (for SSD512 the abstract says 76.9 %).
+# The same two networks trained with the "zoom out" augmentation of notebook 00 reach **77.2**
+# (SSD300\*) and **79.8** (SSD512\*) mAP (section 3.6, table 6; table 7 times no starred model,
+# but the networks are unchanged). YOLO's own paper (Redmon et al., CVPR 2016, table 1) gives its
+# original network 63.4 mAP at 45 FPS — another network than table 7's YOLO (VGG16).
 
 # %% [markdown]
 # ## Scales: the formula
 #
 # With $m$ feature maps, the paper gives map $k$ the scale (a fraction of the image side)
 #
-# $$s_k = s_{\min} + \frac{s_{\max} - s_{\min}}{m - 1}\,(k - 1), \qquad k = 1..m,\quad s_{\min}=0.2,\ s_{\max}=0.9.$$
+# $$s_k = s_{\min} + \frac{s_{\max} - s_{\min}}{m - 1}\,(k - 1), \qquad k = 1..m,\quad
+# s_{\min}=0.2,\ s_{\max}=0.9.$$
 #
 # `paper_scales` is exactly this formula:
 
@@ -146,7 +153,7 @@ fig_scales()
 from ssdlib.priors import boxes_per_location, location_priors
 
 boxes = location_priors(0.5, 0.5, 111, 162, [2, 3], 300)   # map 2 of SSD300, image centre
-for (cx, cy, w, h), name in zip(boxes, ["1", "1' (extra)", "2", "1/2", "3", "1/3"]):
+for (_cx, _cy, w, h), name in zip(boxes, ["1", "1' (extra)", "2", "1/2", "3", "1/3"]):
     print(f"ratio {name:>10}: w = {w * 300:6.1f} px, h = {h * 300:6.1f} px")
 print("boxes per location, per map:", boxes_per_location(p.aspect_ratios))
 
@@ -155,7 +162,8 @@ print("boxes per location, per map:", boxes_per_location(p.aspect_ratios))
 #
 # Map $k$ of size $f_k \times f_k$ with $n_k$ boxes per location contributes $f_k^2 n_k$ boxes:
 #
-# $$38^2\cdot4 + 19^2\cdot6 + 10^2\cdot6 + 5^2\cdot6 + 3^2\cdot4 + 1^2\cdot4 = 5776+2166+600+150+36+4 = 8732.$$
+# $$38^2\cdot4 + 19^2\cdot6 + 10^2\cdot6 + 5^2\cdot6 + 3^2\cdot4 + 1^2\cdot4
+# = 5776+2166+600+150+36+4 = 8732.$$
 
 # %% tags=["nbval-check-output"]
 from ssdlib.priors import generate_priors, priors_per_map
@@ -203,11 +211,13 @@ print(f"largest unclipped width {unclipped[:, 2].max():.3f}, largest centre x "
       f"{unclipped[:, 0].max():.4f}")
 
 # %% [markdown]
-# Two kinds of priors change. On the 3×3 and 1×1 maps, boxes wider than the image (ratio 2 of
-# 213 px is 301 px) get w = 1. On the 10×10 map the configured stride 32 makes a grid of
-# 10 × 32 = 320 px for a 300 px image: the last column's centres sit at 9.5 · 32 / 300 = 1.013,
-# *outside* the image, and clipping pulls them back to 1.0 (a peculiarity every SSD300
-# implementation shares; it is what the trained weights expect).
+# Two kinds of priors change. On the 3×3 and 1×1 maps, the ratio-2 and ratio-½ boxes are wider
+# or taller than the image (ratio 2 of 213 px is 301 px wide) and get w = 1 or h = 1: 2 per
+# location, 18 + 2 = 20 boxes. On the 10×10 map the configured stride 32 makes a grid of
+# 10 × 32 = 320 px for a 300 px image: the centres of the last row and the last column sit at
+# 9.5 · 32 / 300 = 1.013, *outside* the image, and clipping pulls them back to 1.0 — 19 locations
+# × 6 boxes = 114 (a peculiarity every SSD300 implementation shares; it is what the trained
+# weights expect).
 
 # %% [markdown]
 # ## Every map, drawn
@@ -314,6 +324,8 @@ fig_priors_per_map("ssd512_voc")
 # - Small squares on a coarse grid leave objects between centres without a good prior:
 #   `priors.densify` tiles them (FaceBoxes' densification).
 # - `generate_priors(cfg.priors)` returns them as (P, 4) cx, cy, w, h in the order of the heads.
+# - Why objects smaller than the smallest boxes fail, and what the paper's zoom-out does about it:
+#   the [FAQ](../README.md#faq).
 #
 # ## Exercises
 #
@@ -344,9 +356,18 @@ fig_priors_per_map("ssd512_voc")
 #
 # <details><summary>Solution 3</summary>
 #
-# No. Clipping clamps the centre form (cx, cy, w, h) to [0, 1], not the corners: these boxes have
-# w, h < 1 and a centre inside the image, so they are unchanged and still reach past the corner
-# (`explorer.state["boxes_px"]` shows negative x1, y1). Only boxes wider or taller than the image
-# change: the 20 too-wide boxes of the 3×3 and 1×1 maps (and the 114 off-image centres of the
-# 10×10 map).
+# Partly. Clipping clamps the centre form (cx, cy, w, h) to [0, 1], not the corners. At location
+# (0, 0) of the 3×3 map (centre 50, 50 px) the squares of 213 and 237 px have w, h < 1: they are
+# unchanged and still reach past the corner (corners at −56.5 and −68.6 px;
+# `explorer.state["boxes_px"]` shows them). The ratio-2 box is 213·√2 = 301.2 px wide, wider than
+# the image, so clipping sets its width to 300 px (1.0): its corners move from
+# (−100.6, −25.3, 200.6, 125.3) to (−100, −25.3, 200, 125.3) px — still outside the image — and
+# the ratio-½ box's height likewise.
+#
+# ```python
+# from ssdlib.viz.anchors import prior_index
+# i = prior_index(p, 4, 0, 0)
+# print((unclipped[i:i + 4] * 300).round(decimals=1))   # cx, cy, w, h in px: w = 301.2, h = 301.2
+# print((priors[i:i + 4] * 300).round(decimals=1))      # ... 300.0
+# ```
 # </details>

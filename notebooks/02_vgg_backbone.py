@@ -28,6 +28,7 @@
 # download)
 #
 # - how SSD300 turns VGG16 into a 6-map feature pyramid (38, 19, 10, 5, 3, 1);
+# - why a **fully connected layer is a convolution**, shown on numbers;
 # - the **fc6/fc7 → conv6/conv7** conversion: decimating 4096×25088 weights into a dilated
 #   1024×512×3×3 convolution, on real tensors;
 # - **dilation and receptive fields**, computed per map and compared with the default boxes;
@@ -105,26 +106,72 @@ print("SSD512:    ", feature_map_sizes(VGG16Backbone(512), 512))
 print(backbone.extra[0])   # pool4, conv5_1..conv5_3, pool5 (3x3, stride 1), conv6 (dilated), conv7
 
 # %% [markdown]
-# ## fc6/fc7 → conv6/conv7: decimation
+# ## A fully connected layer is a convolution
 #
-# VGG16's fc6 maps pool5's 512×7×7 = 25088 values to 4096 outputs. Seen as a convolution it is a
-# 7×7 kernel with 4096 outputs — far too big. The paper subsamples it: keep every 4th output
-# (4096 → 1024) and every 3rd tap of the 7×7 kernel (→ 3×3). Taps 3 apart on the kernel cover the
-# same 7×7 extent only if the 3×3 convolution skips pixels: **dilation** 3 at the original
-# resolution, 6 here because pool5 no longer halves the map. fc7 (4096×4096) becomes a 1×1
-# convolution keeping every 4th output and input.
-#
-# On real tensors — torchvision's VGG16 architecture with random weights (`weights=None`: nothing
-# is downloaded; with `VGG16_Weights.IMAGENET1K_V1` the same function converts the ImageNet
-# weights, which `model.backbone_weights: imagenet` does):
+# A fully connected layer on a $C \times k \times k$ input computes, for each output, a weighted
+# sum of all $C k^2$ inputs. A $k \times k$ convolution with one $C \times k \times k$ kernel per
+# output computes exactly that sum — at one position when the input is $k \times k$, and at every
+# position when it is larger. So fc weights of shape (out, $C k^2$) *are* a convolution's
+# (out, C, k, k), only reshaped. With small integers (so every sum is exact), 2 channels, 3×3:
+
+# %% tags=["nbval-check-output"]
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+fc = torch.nn.Linear(2 * 3 * 3, 4)
+with torch.no_grad():                               # integers: exact sums, same on every CPU
+    fc.weight.copy_(torch.randint(-2, 3, (4, 18)))
+    fc.bias.copy_(torch.tensor([1.0, 0, -1, 2]))
+x = torch.randint(0, 4, (1, 2, 3, 3)).float()       # a 2 x 3 x 3 input
+kernels = fc.weight.view(4, 2, 3, 3)                # the same 72 numbers, seen as 4 kernels
+print("fc weights, output 0:  ", fc.weight[0].int().tolist())
+print("as its 2 x 3x3 kernel: ", kernels[0].int().tolist())
+with torch.no_grad():
+    print("fc(x.flatten()):       ", fc(x.flatten(1))[0].tolist())
+    print("conv2d(x, kernels):    ", F.conv2d(x, kernels, fc.bias)[0, :, 0, 0].tolist())
+    # On a larger input the convolution applies the fc layer to every 3x3 window:
+    big = torch.randint(0, 4, (1, 2, 5, 5)).float()
+    maps = F.conv2d(big, kernels, fc.bias)          # (1, 4, 3, 3)
+    windows = [fc(big[:, :, i:i + 3, j:j + 3].flatten(1)) for i in range(3) for j in range(3)]
+assert torch.equal(fc(x.flatten(1)), F.conv2d(x, kernels, fc.bias).flatten(1))
+assert torch.equal(torch.cat(windows).T.reshape(1, 4, 3, 3), maps)
+print("5x5 input -> output 0 at each of the 3x3 window positions:", maps[0, 0].tolist())
+
+# %% [markdown]
+# VGG16's fc6 is the same on a larger scale: 4096 outputs of pool5's 512 × 7 × 7 values, so its
+# (4096, 25088) weights are a 7×7 convolution with 512 input channels (random weights here):
 
 # %% tags=["nbval-check-output"]
 from torchvision.models import vgg16
 
-from ssdlib.model import vgg16_reduced_from_torchvision
-
 torch.manual_seed(0)
 vgg = vgg16(weights=None)
+fc6_layer = vgg.classifier[0]                       # Linear(25088, 4096)
+pool5 = torch.rand(1, 512, 7, 7)
+with torch.no_grad():
+    as_fc = fc6_layer(pool5.flatten(1))                                         # (1, 4096)
+    as_conv = F.conv2d(pool5, fc6_layer.weight.view(4096, 512, 7, 7), fc6_layer.bias)  # (1, 4096, 1, 1)
+print("fc6 weight", tuple(fc6_layer.weight.shape), "-> conv kernel", (4096, 512, 7, 7))
+print("fc6 output", tuple(as_fc.shape), " conv output", tuple(as_conv.shape))
+assert torch.allclose(as_fc, as_conv.flatten(1), atol=1e-5)
+print("equal up to float rounding: True")
+
+# %% [markdown]
+# ## fc6/fc7 → conv6/conv7: decimation
+#
+# Seen as a convolution, as above, fc6 is a 7×7 kernel with 4096 outputs — far too big. The paper
+# subsamples it: keep every 4th output (4096 → 1024) and every 3rd tap of the 7×7 kernel
+# (→ 3×3). Taps 3 apart on the kernel cover the same 7×7 extent only if the 3×3 convolution
+# skips pixels: **dilation** 3 at the original resolution, 6 here because pool5 no longer halves
+# the map. fc7 (4096×4096) becomes a 1×1 convolution keeping every 4th output and input.
+#
+# On real tensors — the torchvision VGG16 above, random weights (`weights=None`: nothing
+# is downloaded; with `VGG16_Weights.IMAGENET1K_V1` the same function converts the ImageNet
+# weights, which `model.backbone_weights: imagenet` does):
+
+# %% tags=["nbval-check-output"]
+from ssdlib.model import vgg16_reduced_from_torchvision
+
 fc6, fc7 = vgg.classifier[0].weight, vgg.classifier[3].weight
 print("fc6:", tuple(fc6.shape), " fc7:", tuple(fc7.shape))
 reduced = vgg16_reduced_from_torchvision(vgg.state_dict())
@@ -165,9 +212,9 @@ def receptive_field(layers):
 
 conv3, pool = (3, 1, 1), (2, 2, 1)
 conv4_3 = [conv3, conv3, pool, conv3, conv3, pool, conv3, conv3, conv3, pool, conv3, conv3, conv3]
-print("conv4_3: receptive field %d px, jump %d px" % receptive_field(conv4_3))
+print("conv4_3: receptive field {} px, jump {} px".format(*receptive_field(conv4_3)))
 conv7 = conv4_3 + [pool, conv3, conv3, conv3, (3, 1, 1), (3, 1, 6), (1, 1, 1)]
-print("conv7:   receptive field %d px, jump %d px" % receptive_field(conv7))
+print("conv7:   receptive field {} px, jump {} px".format(*receptive_field(conv7)))
 
 # %% [markdown]
 # `receptive_fields` does the same for any backbone by recording its layers during a meta-device
@@ -242,7 +289,8 @@ cfg = load_config("ssd300_voc", ["model.backbone_weights=none"])
 torch.manual_seed(0)
 model = build_model(cfg).eval()
 for k, (c, r) in enumerate(zip(model.head.cls_heads, model.head.reg_heads)):
-    print(f"map {k}: cls {c.in_channels:>4} -> {c.out_channels:>3}, reg {r.in_channels:>4} -> {r.out_channels:>2}")
+    print(f"map {k}: cls {c.in_channels:>4} -> {c.out_channels:>3}, "
+          f"reg {r.in_channels:>4} -> {r.out_channels:>2}")
 images = torch.randn(1, 3, 300, 300)
 with torch.no_grad():
     feats = model.backbone(images)
@@ -283,21 +331,26 @@ print(f"torchvision ssd300_vgg16(num_classes=21): {n_tv:,}")
 assert n_ours == n_tv == 26_285_486
 
 # %% [markdown]
-# The light backbone used for the Shapes lessons is 18× smaller and trains on a CPU:
+# The light model of the Shapes lessons has 17.3× fewer parameters and trains on a CPU:
 
 # %% tags=["nbval-check-output"]
 print(model_summary(load_config("shapes")))
+n_light = sum(t.numel() for t in build_model(load_config("shapes")).parameters())
+print(f"SSD300 (VOC) / light: {n_ours:,} / {n_light:,} = {n_ours / n_light:.1f}x")
 
 # %% [markdown]
 # ## Summary
 #
 # - SSD300 = VGG16 conv1_1…conv5_3 (pool3 ceil, pool5 3×3/1) + conv6 (3×3, dilation 6) + conv7
 #   (1×1) + 4 extra blocks → maps 38, 19, 10, 5, 3, 1.
+# - A fully connected layer on a $C \times k \times k$ input is a $k \times k$ convolution with the
+#   same weights reshaped to (out, C, k, k); on a larger input it slides.
 # - conv6/conv7 are fc6/fc7 decimated: `fc6.view(4096, 512, 7, 7)[::4, :, ::3, ::3]` and
 #   `fc7[::4, ::4]`; dilation restores fc6's field of view (receptive field of conv7: 420 px).
 # - conv4_3 is L2-normalised with a learned scale (init 20).
 # - The heads are 3×3 convolutions whose outputs, reordered, line up with the priors;
 #   26,285,486 parameters for VOC.
+# - Why small objects are hard even for the stride-8 conv4_3 map: the [FAQ](../README.md#faq).
 #
 # ## Exercises
 #
@@ -317,10 +370,14 @@ print(model_summary(load_config("shapes")))
 #
 # <details><summary>Solution 2</summary>
 #
-# Only the classification heads change: $\sum_k 3 \cdot 3 \cdot C_k \cdot n_k \cdot 60$ more weights
-# (+ biases).
+# **34,305,206** parameters, 8,019,720 more than for VOC. Only the classification heads change:
+# 81 instead of 21 scores per box is 60 more outputs per box, so
+# $\sum_k 3 \cdot 3 \cdot C_k \cdot n_k \cdot 60 = 540 \cdot 14848 = 8{,}017{,}920$ more weights
+# ($C_k$ = 512, 1024, 512, 256, 256, 256 input channels, $n_k$ = 4, 6, 6, 6, 4, 4 boxes) and
+# $60 \cdot 30 = 1800$ more biases.
 # ```python
-# print(model_summary(load_config("ssd300_coco", ["model.backbone_weights=none"])))
+# coco = build_model(load_config("ssd300_coco", ["model.backbone_weights=none"]))
+# sum(t.numel() for t in coco.parameters())   # 34305206
 # ```
 # </details>
 #

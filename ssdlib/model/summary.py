@@ -24,7 +24,8 @@ def model_summary(cfg) -> str:
     lines.append(f"{'map':>5} {'size':>9} {'stride':>7} {'min':>7} {'max':>7} {'boxes/loc':>9} "
                  f"{'priors':>7}")  # fmt: skip
     per_map = priors_per_map(p)
-    per_loc = boxes_per_location(p.aspect_ratios, p.densify)  # d² squares with densification
+    # boxes_per_location counts densified squares too (2 + 2 * ratios would miss them)
+    per_loc = boxes_per_location(p.aspect_ratios, p.densify)
     for k, (f, s, lo, hi, b, n) in enumerate(
         zip(p.feature_maps, p.strides, p.min_sizes, p.max_sizes, per_loc, per_map)
     ):

@@ -58,15 +58,18 @@ def draw_boxes(ax, boxes_xyxy: torch.Tensor, colours, labels: Sequence[str] | No
         colours = [colours] * len(boxes)
     for n, ((x1, y1, x2, y2), c) in enumerate(zip(boxes, colours)):
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=c, lw=lw, ls=ls))
-        if labels is not None:
-            ax.text(x1, y1, labels[n], color="white", fontsize=7, va="bottom",
+        if labels is not None:  # inside the box: a label above it would run into the title
+            right = x1 > 0.75 * max(ax.get_xlim())  # near the right edge: align on x2 instead
+            ax.text(x2 if right else x1, y1, labels[n], color="white", fontsize=7, va="top",
+                    ha="right" if right else "left", clip_on=True,
                     bbox={"facecolor": c, "pad": 1, "lw": 0})  # fmt: skip
 
 
 def fig_dataset_samples(count: int = 6, size: int = 256) -> Figure:
     """Shapes samples with their ground-truth boxes and class names."""
     ds = ShapesDataset("train", count, image_size=size)
-    fig = Figure(figsize=(3 * count / 2, 6.2))
+    # Constrained layout keeps the titles off the panels (tight_layout let them overlap).
+    fig = Figure(figsize=(3 * count / 2, 6.4), layout="constrained")
     for n in range(count):
         image, target = ds[n]
         ax = fig.add_subplot(2, count // 2, n + 1)
@@ -77,7 +80,6 @@ def fig_dataset_samples(count: int = 6, size: int = 256) -> Figure:
         draw_boxes(ax, target["boxes"], [CLASS_COLOURS[lb - 1] for lb in labels], names)
         ax.set_title(f"train_{n:06d}: {len(labels)} objects", fontsize=9)
     fig.suptitle("Shapes (generated, no download); * = difficult", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -87,7 +89,7 @@ def fig_augmentation(draws: int = 7, seed: int = 0, size: int = 300) -> Figure:
     image, target = sample_image(size)
     transform = build_train_transform(size)
     torch.manual_seed(seed)
-    fig = Figure(figsize=(12, 6.4))
+    fig = Figure(figsize=(12, 6.6), layout="constrained")
     ax = fig.add_subplot(2, 4, 1)
     show(ax, image)
     draw_boxes(ax, target["boxes"], "yellow")
@@ -99,7 +101,6 @@ def fig_augmentation(draws: int = 7, seed: int = 0, size: int = 300) -> Figure:
         draw_boxes(ax, tgt["boxes"] * size, "yellow")
         ax.set_title(f"draw {n + 1}: {len(tgt['boxes'])} boxes", fontsize=9)
     fig.suptitle(f"build_train_transform({size}), torch.manual_seed({seed})", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -124,9 +125,13 @@ def fig_priors_per_map(config: str = "ssd300_voc", image: torch.Tensor | None = 
         boxes = priors_at(cfg, k, c, c)
         colour = MAP_COLOURS[k % len(MAP_COLOURS)]
         ax.add_patch(Rectangle((c * step, c * step), step, step, color="yellow", alpha=0.6))
-        draw_boxes(ax, to_pixels(boxes, size), colour, lw=2)
-        ax.set_xlim(-0.05 * size, 1.05 * size)
-        ax.set_ylim(1.05 * size, -0.05 * size)
+        px = to_pixels(boxes, size)
+        draw_boxes(ax, px, colour, lw=2)
+        # Limits that hold the whole image and every box drawn (boxes may reach past the image).
+        lo = min(0.0, float(px.min())) - 0.04 * size
+        hi = max(float(size), float(px.max())) + 0.04 * size
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(hi, lo)
         ax.set_title(f"map {k}: {f}x{f}, {len(boxes)} boxes/location, "
                      f"{f * f * len(boxes)} priors", fontsize=9)  # fmt: skip
     total = generate_priors(cfg).shape[0]
@@ -289,7 +294,18 @@ def fig_hard_negatives(neg_pos_ratio: int = 3) -> Figure:
     return fig
 
 
+def fig_architecture(config: str = "ssd300_voc") -> Figure:
+    """SSD's architecture diagram (:func:`ssdlib.viz.architecture.plot_architecture`), random
+    weights: only the shapes are drawn."""
+    from ssdlib.model import build_model
+    from ssdlib.viz.architecture import plot_architecture
+
+    cfg = load_config(config, ["model.backbone_weights=none"])
+    return plot_architecture(build_model(cfg), cfg)
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
+    "architecture": fig_architecture,
     "dataset_samples": fig_dataset_samples,
     "augmentation": fig_augmentation,
     "priors_per_map": fig_priors_per_map,
