@@ -1,16 +1,17 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
-#   accelerator: GPU
-#   colab:
-#     gpuType: T4
-#     provenance: []
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
