@@ -167,7 +167,7 @@ import yaml
 from ssdlib.config import load_config
 
 try:
-    from ssdlib.model import shipped_path
+    from ssdlib.model.shipped import shipped_path
 
     HAVE_SHIPPED = shipped_path("shapes").is_file()
 except (ImportError, FileNotFoundError):
