@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
-from nbclient import NotebookClient
+from notebook_runner import execute_notebook
 
 from ssdlib.model import hub_checkpoint_path, weight_url
 
@@ -18,7 +17,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_demo.ipynb"
 pytestmark = pytest.mark.slow
 
 
-def test_06_uses_the_cached_coco_weights(tmp_path, monkeypatch):
+def test_06_uses_the_cached_coco_weights(tmp_path, monkeypatch):  # the kernel inherits the env
     from torchvision.models.detection import ssd300_vgg16
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -31,10 +30,7 @@ def test_06_uses_the_cached_coco_weights(tmp_path, monkeypatch):
     torch.manual_seed(0)
     torch.save(ssd300_vgg16(weights=None, weights_backbone=None).state_dict(), cached)
 
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()  # fmt: skip
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    text = execute_notebook(NOTEBOOK, NOTEBOOK.parent, tmp_path / "06_executed.ipynb")
     assert "COCO SSD300 weights: in the cache" in text
     assert "COCO SSD300: 8732 priors, 90 labels" in text, text[-3000:]
     assert "OFFLINE" not in text

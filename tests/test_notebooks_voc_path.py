@@ -13,9 +13,8 @@ import re
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+from notebook_runner import execute_notebook
 
 from ssdlib.config import VOC_CLASS_NAMES
 from ssdlib.data.shapes import SHAPES_CLASSES
@@ -43,11 +42,8 @@ def make_voc_folder(root: Path) -> Path:
     return voc
 
 
-def _execute(name: str, cwd: Path) -> str:
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(cwd)}}).execute()  # fmt: skip
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+def _execute(name: str, cwd: Path, out: Path) -> str:
+    return execute_notebook(NOTEBOOKS / name, cwd, out / name)
 
 
 def test_04_trains_on_voc_and_05_evaluates_that_run(tmp_path, monkeypatch):
@@ -61,13 +57,13 @@ def test_04_trains_on_voc_and_05_evaluates_that_run(tmp_path, monkeypatch):
                        "TORCH_HOME": str(tmp_path / "torch")}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
 
-    text04 = _execute("04_gpu_training.ipynb", NOTEBOOKS)
+    text04 = _execute("04_gpu_training.ipynb", NOTEBOOKS, tmp_path)
     assert "training ssd300_vgg16 on voc, 4 iterations of batch 2" in text04, text04[-2000:]
     assert (outputs / "ssd300_voc" / "config.yaml").is_file()
     assert sorted(p.name for p in (outputs / "ssd300_voc").glob("model_*.pth"))[-1] == "model_0000004.pth"
     assert not (tmp_path / "torch").exists(), "nothing was downloaded"
 
-    text05 = _execute("05_evaluation.ipynb", NOTEBOOKS)
+    text05 = _execute("05_evaluation.ipynb", NOTEBOOKS, tmp_path)
     assert f"evaluating the VOC model of {outputs / 'ssd300_voc'} on VOC2007 test" in text05
     assert "8 images, classes ['aeroplane', 'bicycle'" in text05, text05[:3000]
     assert not (tmp_path / "torch").exists(), "nothing was downloaded"

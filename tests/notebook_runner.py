@@ -1,0 +1,25 @@
+"""Execute a notebook in its own process (``jupyter nbconvert --execute``), as a learner's
+Jupyter would: a fresh kernel with this process's environment, a time limit, and the outputs'
+text returned for the test to check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+
+def execute_notebook(notebook: Path, cwd: Path, out: Path, timeout: int = 900) -> str:
+    """Run ``notebook`` with working directory ``cwd``; write the executed copy to ``out`` and
+    return the text of all its outputs. A cell error fails with the tail of nbconvert's log."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+           f"--ExecutePreprocessor.timeout={timeout}", "--output", str(out), str(notebook)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=dict(os.environ),
+                          timeout=timeout + 120)  # fmt: skip
+    assert done.returncode == 0, f"{notebook.name} failed:\n{done.stderr[-4000:]}"
+    nb = nbformat.read(out, as_version=4)
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
