@@ -61,7 +61,7 @@ import sys
 SSDLIB_SOURCE = "git+https://github.com/ssdlib/ssdlib"  # = [project.urls] Repository in pyproject.toml
 if "google.colab" in sys.modules:
     source = os.environ.get("SSDLIB_SOURCE", SSDLIB_SOURCE)
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"ssdlib @ {source}"],
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", source],
                           capture_output=True, text=True)
     if done.returncode:
         print(f"could not install ssdlib from {source}: "

@@ -48,11 +48,13 @@ def colab(tmp_path_factory):
     colab_pkg = site / "google" / "colab"
     colab_pkg.mkdir(parents=True)
     (colab_pkg / "__init__.py").write_text('"""Stub: its presence is what the notebooks test."""\n')
+    # Colab's Python has imported google.colab before any cell runs; so does this one.
+    (site / "zz_colab_loaded.pth").write_text("import google.colab\n")
     _run([sys.executable, "-m", "pip", "install", "-q", "--target", str(site), "--no-deps",
           "ipywidgets==7.7.5", "widgetsnbextension==3.6.10", "jupyterlab_widgets==1.1.11",
           "ipython_genutils==0.2.0"])  # ipywidgets 7's own dependency, preinstalled on Colab
     check = _run([str(python), "-c", "import ipywidgets, torch; print(ipywidgets.__version__)\n"
-                  "import importlib.util; print(importlib.util.find_spec('ssdlib'))"])  # fmt: skip
+                  "import importlib.util; print(importlib.util.find_spec('ssdlib'))"], cwd=tmp)  # fmt: skip
     assert check.stdout.split() == ["7.7.5", "None"], check.stdout
     return python, tmp
 
