@@ -9,7 +9,7 @@ NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: venv test chromium lint demo lab figures bench clean
+.PHONY: venv test chromium lint demo lab figures bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,12 @@ figures: venv
 
 bench: venv
 	$(PY) -m ssdlib bench
+
+# Everything that needs a GPU (<= 8 min on one modern GPU): CUDA unit tests, training and
+# inference against torchvision, the Shapes demo; outputs/gpu_check.json + a table. Without a
+# GPU: one line saying so, exit 0.
+gpu-check: venv
+	$(PY) -m ssdlib.bench.gpu_check --json outputs/gpu_check.json
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

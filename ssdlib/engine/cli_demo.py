@@ -31,7 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ssdlib.config import load_config
+    from ssdlib.engine.cpu_features import announce, describe_bf16_inference
     from ssdlib.engine.inference import detect_files, list_images, load_model, with_inference_dtype
     from ssdlib.engine.trainer import resolve_device
     from ssdlib.viz.draw import draw_detections
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
             cfg = load_config(args.config or "shapes", args.overrides)
             model = load_model(cfg, args.ckpt, device)
             class_names = list(cfg.data.class_names)
+        if args.dtype == "bf16":
+            announce(describe_bf16_inference(torch.device(device)))
         model = with_inference_dtype(model, args.dtype)
         results = detect_files(model, paths, cfg.input.image_size, cfg.input.pixel_mean,
                                cfg.input.pixel_std, device,

@@ -28,7 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ssdlib.config import load_config
+    from ssdlib.engine.cpu_features import announce, describe_bf16_inference
     from ssdlib.engine.datasets import build_test_data
     from ssdlib.engine.evaluator import evaluate, save_pr_curves, write_summary
     from ssdlib.engine.inference import load_model, with_inference_dtype
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
         device = resolve_device(args.device or cfg.train.device)
         model = load_model(cfg, args.ckpt, device)
+        if args.dtype == "bf16":
+            announce(describe_bf16_inference(torch.device(device)))
         model = with_inference_dtype(model, args.dtype)
         data = build_test_data(cfg, progress=not args.no_progress)
         metric = args.metric or cfg.test.metric

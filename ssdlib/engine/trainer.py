@@ -42,6 +42,7 @@ from ssdlib.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from ssdlib.engine.cpu_features import channels_last_for_training
 from ssdlib.engine.distributed import DistInfo, all_reduce_max, barrier, init_distributed
 from ssdlib.engine.errors import NonFiniteLossError
 from ssdlib.engine.logging import MetricsLogger
@@ -102,10 +103,13 @@ def cpu_has_native_bf16() -> bool:
     Measured on such a CPU (one thread, light model, batch 32 at 160 px, forward + backward):
     fp32 0.249 s, bf16 autocast 0.128 s, bf16 + channels_last 0.104 s. Without these
     instructions oneDNN emulates bf16 and it is slower than fp32, so ``auto`` stays fp32 there.
+    It is False too where the environment holds PyTorch below those kernels
+    (``ONEDNN_MAX_CPU_ISA``, ``ATEN_CPU_CAPABILITY``) or ``SSDLIB_NO_BF16=1`` says so: see
+    :func:`ssdlib.engine.cpu_features.bf16_support`, which also gives the reason.
     """
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    from ssdlib.engine.cpu_features import bf16_support
+
+    return bf16_support()[0]
 
 
 def prepare_targets(
@@ -268,7 +272,8 @@ def train(
 
     torch.manual_seed(t.seed)  # same initial weights on every rank
     model = build_model(cfg).to(device)
-    if t.channels_last:
+    channels_last = channels_last_for_training(t.channels_last, cfg.model.name, device)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay)
     scheduler = build_scheduler(optimizer, t.lr_steps, t.gamma, t.warmup_iters, t.warmup_factor)
@@ -320,7 +325,7 @@ def train(
     try:
         for iteration, (images, targets) in enumerate(loader, start=start_iter + 1):
             images = images.to(device, non_blocking=True)
-            if t.channels_last:
+            if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             boxes = [tg["boxes"].to(device, non_blocking=True) for tg in targets]
             labels = [tg["labels"].to(device, non_blocking=True) for tg in targets]
