@@ -15,7 +15,7 @@ export MPLBACKEND := Agg
 AVX2_FP32 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 NBVAL := --nbval --nbval-sanitize-with $(NBVAL_SANITIZE)
 
-.PHONY: venv test test-avx2 chromium lint demo lab notebooks figures bench clean
+.PHONY: venv test test-avx2 chromium lint demo lab notebooks figures bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -64,6 +64,12 @@ figures: venv
 
 bench: venv
 	$(PY) -m ssdlib bench
+
+# Everything that needs a GPU (<= 8 min on one modern GPU): CUDA unit tests, training and
+# inference against torchvision, the Shapes demo; outputs/gpu_check.json + a table. Without a
+# GPU: one line saying so, exit 0.
+gpu-check: venv
+	$(PY) -m ssdlib.bench.gpu_check --json outputs/gpu_check.json
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -121,7 +121,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # auto: CUDA bf16 if supported else fp16; CPU bf16 with AMX/AVX512-BF16 else off | off | bf16 | fp16
     amp: str = "auto"
-    channels_last: bool = True
+    # auto: chosen for this CPU kind / GPU (engine.cpu_features.channels_last_for_training) | on | off
+    channels_last: str = "auto"
     compile: bool = False
     max_nonfinite: int = 5  # stop after this many non-finite losses in a row
     # Fine-tuning: start from torchvision-coco | shapes | a checkpoint FILE ("" = fresh weights);
@@ -247,6 +248,7 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         "data.augment": (cfg.data.augment, ("ssd", "light", "none")),
         "data.views": (cfg.data.views, tuple(range(1, 9))),
         "train.amp": (cfg.train.amp, ("auto", "off", "bf16", "fp16")),
+        "train.channels_last": (cfg.train.channels_last, ("auto", "on", "off", "true", "false")),
         "test.metric": (cfg.test.metric, ("voc", "coco")),
     }
     for key, (value, allowed) in choices.items():

@@ -19,7 +19,12 @@ def machine_line(machine: dict) -> str:
     parts = [f"{machine['cpu']}", f"{machine['logical_cpus']} logical CPUs",
              f"{machine['torch_threads']} torch threads", f"torch {machine['torch']}",
              f"torchvision {machine['torchvision']}", f"device {machine['device']}",
-             f"fp32 matmul {machine['matmul_fp32_gflops']} GFLOP/s"]  # fmt: skip
+             f"kernels {machine['cpu_kind']}"]  # fmt: skip
+    for limit in machine["limits"].values():
+        parts.append(f"{limit['dtype']} limit {limit['gflops']} GFLOP/s ({limit['best_of']})")
+    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "SSDLIB_NO_BF16"):
+        if name in machine:
+            parts.append(f"{name}={machine[name]}")
     if machine.get("cuda"):
         parts.append(f"CUDA {machine['cuda']}")
     if "load_average_1min" in machine:

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import torch
 
+from ssdlib.bench.match_rows import match_rows
 from ssdlib.bench.models import Pair, build_pair, count_flops, normalise, peer_images, random_targets
 from ssdlib.bench.timing import Row, measure_pair, torch_threads
 from ssdlib.bench.voc_eval import synthetic_detections, voc_row
+
+NO_BF16 = "skipped: no bf16 support on this CPU"
 
 
 @dataclass
@@ -27,7 +30,7 @@ class Settings:
     quick: bool = False
     repeats: int = 5
     warmup: int = 1
-    gflops: float = 0.0  # measured fp32 matmul rate, for the FLOP floor
+    bf16: tuple[bool, str] = (False, "not checked")  # cpu_features.bf16_support()
 
     @property
     def big_batch(self) -> int:
@@ -43,37 +46,43 @@ def _quick_note(s: Settings, batch: int, nominal: int) -> str:
     return f" [quick: batch {batch}, not {nominal}]" if batch != nominal else ""
 
 
+def skipped_bf16_row(name: str, s: Settings) -> Row:
+    """A bf16 row on a CPU that would only emulate bf16 (timing that measures nothing useful)."""
+    return Row(name, None, None, f"{NO_BF16} ({s.bf16[1]})")
+
+
 def inference_rows(s: Settings, pair: Pair) -> list[Row]:
     """``inference_b1``, ``inference_b8`` (fp32, channels_last) and ``inference_b8_bf16``."""
     from ssdlib.model.ssd import prepare_for_inference
 
     fp32 = prepare_for_inference(copy.deepcopy(pair.ours), channels_last=True)
-    bf16 = prepare_for_inference(copy.deepcopy(pair.ours), channels_last=True, dtype=torch.bfloat16)
+    cases = [("inference_b1", 1, fp32), ("inference_b8", s.big_batch, fp32)]
+    bf16 = None
+    if s.bf16[0]:
+        bf16 = prepare_for_inference(copy.deepcopy(pair.ours), channels_last=True, dtype=torch.bfloat16)
+        cases.append(("inference_b8_bf16", s.big_batch, bf16))
     flops = count_flops(pair.ours, normalise(peer_images(1)))
     rows = []
     with torch.inference_mode():
-        for name, batch, model in (
-            ("inference_b1", 1, fp32),
-            ("inference_b8", s.big_batch, fp32),
-            ("inference_b8_bf16", s.big_batch, bf16),
-        ):
+        for name, batch, model in cases:
             images = peer_images(batch)
             ours_s, peer_s = measure_pair(
                 lambda m=model, x=images: m.predict(normalise(x)),
                 lambda x=images: pair.peer(x),
                 s.repeats, s.heavy_warmup,
             )  # fmt: skip
-            floor = flops * batch / (s.gflops * 1e9) if s.gflops else float("nan")
             note = (f"predict incl. normalise+NMS vs torchvision eval (its transform resizes "
-                    f"300->300 + normalises); {flops / 1e9:.1f} GFLOP/img, FLOP floor "
-                    f"{floor * 1e3:.0f} ms")  # fmt: skip
+                    f"300->300 + normalises); {flops / 1e9:.1f} GFLOP/img")  # fmt: skip
             if model is bf16:
                 note = "bf16 weights + channels_last vs torchvision fp32; " + note
             else:
                 note = "fp32 channels_last; " + note
             target = "<= 0.5x" if model is bf16 else "<= 0.85x"
             rows.append(Row(name, ours_s, peer_s, note + _quick_note(s, batch, 8 if batch > 1 else 1),
-                            target))  # fmt: skip
+                            target, flops=flops * batch,
+                            dtype=torch.bfloat16 if model is bf16 else torch.float32))  # fmt: skip
+    if bf16 is None:
+        rows.append(skipped_bf16_row("inference_b8_bf16", s))
     return rows
 
 
@@ -126,13 +135,23 @@ def postprocess_row(s: Settings, pair: Pair) -> Row:
 def train_step_row(s: Settings, pair: Pair, amp_dtype: torch.dtype | None = None) -> Row:
     """One SGD step (forward, matching, loss, backward, update) on the same batch and boxes;
     ours under ``amp_dtype`` autocast when given (``train_step_b8_bf16``), the peer in fp32."""
-    from ssdlib.engine.trainer import _grads_finite, compute_loss, cpu_has_native_bf16
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ssdlib.engine.cpu_features import channels_last_for_training
+    from ssdlib.engine.trainer import _grads_finite, compute_loss
     from ssdlib.loss import MultiBoxLoss
+
+    if amp_dtype is not None and not s.bf16[0]:
+        return skipped_bf16_row("train_step_b8_bf16", s)
 
     batch = 8 if not s.quick else 1
     images = peer_images(batch)
     boxes, labels = random_targets(batch)
-    ours = copy.deepcopy(pair.ours).train().to(memory_format=torch.channels_last)
+    # The layout training would choose here (train.channels_last=auto).
+    cpu = torch.device("cpu")
+    nhwc = channels_last_for_training("auto", "ssd300_vgg16", cpu)
+    layout = torch.channels_last if nhwc else torch.contiguous_format
+    ours = copy.deepcopy(pair.ours).train().to(memory_format=layout)
     peer = copy.deepcopy(pair.peer).train()
     ours_opt = torch.optim.SGD(ours.parameters(), lr=1e-4, momentum=0.9)
     peer_opt = torch.optim.SGD(peer.parameters(), lr=1e-4, momentum=0.9)
@@ -141,7 +160,7 @@ def train_step_row(s: Settings, pair: Pair, amp_dtype: torch.dtype | None = None
 
     def ours_step():
         ours_opt.zero_grad(set_to_none=True)
-        x = normalise(images).contiguous(memory_format=torch.channels_last)
+        x = normalise(images).contiguous(memory_format=layout)
         loc, cls = compute_loss(ours, x, boxes, labels, ours.priors, ours.variances, 0.5, loss_fn,
                                 amp_dtype)  # fmt: skip
         (loc + cls).backward()
@@ -153,10 +172,14 @@ def train_step_row(s: Settings, pair: Pair, amp_dtype: torch.dtype | None = None
         loss.backward()
         peer_opt.step()
 
+    counter = FlopCounterMode(display=False)
+    with counter:  # forward + backward FLOPs of one step (not timed)
+        ours_step()
     ours_s, peer_s = measure_pair(ours_step, peer_step, max(s.repeats - 2, 1), s.heavy_warmup)
+    layout_name = "channels_last" if layout is torch.channels_last else "NCHW"
     note = (f"SSD300 SGD step, {sum(map(len, boxes))} boxes; ours: engine.compute_loss "
-            "(batched match_batch + MultiBoxLoss), channels_last; torchvision: model(images, "
-            "targets) (per-image matching, its transform)")  # fmt: skip
+            f"(batched match_batch + MultiBoxLoss), {layout_name} (train.channels_last=auto); "
+            "torchvision: model(images, targets) (per-image matching, its transform)")  # fmt: skip
     if amp_dtype is None:
         # engine.train_step also guards against non-finite gradients; say what that costs here.
         params = list(ours.parameters())
@@ -164,35 +187,10 @@ def train_step_row(s: Settings, pair: Pair, amp_dtype: torch.dtype | None = None
         note += f"; engine.train_step's non-finite gradient guard adds {guard_s * 1e3:.0f} ms"
         name, target = "train_step_b8", "<= 0.8x"
     else:
-        # What train.amp=auto does on this CPU decides whether this row is the one training uses.
-        auto = "bf16" if cpu_has_native_bf16() else "fp32 (no bf16 matrix instructions here)"
-        note = f"bf16 autocast vs torchvision fp32; train.amp=auto trains {auto}; " + note
+        note = "bf16 autocast vs torchvision fp32 (train.amp=auto trains bf16 here); " + note
         name, target = "train_step_b8_bf16", ""
-    return Row(name, ours_s, peer_s, note + _quick_note(s, batch, 8), target)
-
-
-def match_row(s: Settings) -> Row:
-    """Batched ``match_batch`` + ``encode`` against a loop of per-image ``match`` + ``encode``."""
-    from ssdlib.boxes import encode
-    from ssdlib.config import PriorsConfig
-    from ssdlib.matching import match, match_batch
-    from ssdlib.priors import generate_priors
-
-    priors = generate_priors(PriorsConfig())
-    boxes, labels = random_targets(32, seed=1)
-
-    def batched():
-        _, matched = match_batch(boxes, labels, priors)
-        return encode(matched, priors)
-
-    def per_image():
-        return [encode(match(b, lab, priors)[1], priors) for b, lab in zip(boxes, labels)]
-
-    with torch_threads(1):
-        ours_s, peer_s = measure_pair(batched, per_image, s.repeats * 3, s.warmup)
-    note = (f"32 images, {sum(map(len, boxes))} boxes (1-20 each), 8732 priors; peer: "
-            f"per-image match+encode loop; both 1 thread; speed-up {peer_s / ours_s:.1f}x")
-    return Row("match_encode_b32", ours_s, peer_s, note, ">= 5x faster")
+    return Row(name, ours_s, peer_s, note + _quick_note(s, batch, 8), target,
+               flops=counter.get_total_flops(), dtype=amp_dtype or torch.float32)  # fmt: skip
 
 
 def augment_row(s: Settings) -> Row:
@@ -284,7 +282,7 @@ def cpu_rows(s: Settings, log=print) -> list[Row]:
         ("inference", lambda: inference_rows(s, pair)),
         ("postprocess", lambda: [postprocess_row(s, pair)]),
         ("train step", lambda: [train_step_row(s, pair), train_step_row(s, pair, torch.bfloat16)]),
-        ("matching", lambda: [match_row(s)]),
+        ("matching", lambda: match_rows(s, lambda b, seed: random_targets(b, seed=seed))),
         ("augmentation", lambda: [augment_row(s)]),
         ("VOC mAP", lambda: [voc_row(s)]),
         ("COCO eval", lambda: [coco_row(s)]),
@@ -292,5 +290,6 @@ def cpu_rows(s: Settings, log=print) -> list[Row]:
     for label, step in steps:
         log(f"... {label}")
         rows.extend(step())
-    rows[2].note += "; " + bf16_agreement(pair)
+    if rows[2].ours_s is not None:
+        rows[2].note += "; " + bf16_agreement(pair)
     return rows

@@ -28,6 +28,13 @@ class Row:
     peer_s: float | None
     note: str = ""
     target: str = ""
+    limit_s: float | None = None  # compute rows: the least time this machine could take
+    flops: float = 0.0  # compute rows: convolution/matmul FLOPs of one call (FlopCounterMode)
+    dtype: torch.dtype | None = None  # compute rows: the dtype ours computes in
+
+    @property
+    def skipped(self) -> bool:
+        return self.ours_s is None and self.note.startswith("skipped")
 
     @property
     def ratio(self) -> float | None:
@@ -37,10 +44,10 @@ class Row:
         return self.ours_s / self.peer_s
 
     def to_json(self) -> dict:
-        out = asdict(self)
-        out.pop("target")
+        out = {k: v for k, v in asdict(self).items() if k not in ("target", "dtype")}
         out["ratio"] = self.ratio
-        return {k: out[k] for k in ("name", "ours_s", "peer_s", "ratio", "note")}
+        out["of_limit"] = None if self.limit_s is None or not self.ours_s else self.limit_s / self.ours_s
+        return {k: out[k] for k in ("name", "ours_s", "peer_s", "ratio", "limit_s", "of_limit", "note")}
 
 
 @contextmanager
@@ -103,16 +110,6 @@ def measure_pair(
     return statistics.median(ours_t), (statistics.median(peer_t) if peer_t else None)
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
-    """The machine's large-matmul throughput (GFLOP/s, best of ``repeats``): the rate a conv
-    net could at best reach, used for the FLOP floor of the inference rows."""
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
-    a @ b  # warm-up (BLAS thread pool, packing buffers)
-    best = min(_timed(lambda: a @ b, _no_sync) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
 def cpu_model() -> str:
     """CPU model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
     try:
@@ -125,9 +122,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info(gflops: float) -> dict:
+def machine_info(limits: dict) -> dict:
     """What the numbers were measured on; printed above the table and stored in the JSON."""
     import torchvision
+
+    from ssdlib.engine.cpu_features import bf16_support, cpu_kind
 
     info = {
         "cpu": cpu_model(),
@@ -137,9 +136,14 @@ def machine_info(gflops: float) -> dict:
         "torchvision": torchvision.__version__,
         "device": "cpu",
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "matmul_fp32_gflops": round(gflops, 1),
+        "cpu_kind": cpu_kind(),
+        "bf16": bf16_support()[1],
+        "limits": {str(k).removeprefix("torch."): v.to_json() for k, v in limits.items()},
         "python": platform.python_version(),
     }
+    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "SSDLIB_NO_BF16"):
+        if os.environ.get(name):
+            info[name] = os.environ[name]
     if hasattr(os, "getloadavg"):
         # Other work on the machine makes every number slower and noisier: record it.
         info["load_average_1min"] = round(os.getloadavg()[0], 2)

@@ -58,6 +58,12 @@ def load_source(args: argparse.Namespace):
         i = model.input
         return model, "cpu", (i["image_size"], i["pixel_mean"], i["pixel_std"]), model.class_names
     device = resolve_device(args.device)
+    if args.dtype == "bf16":
+        import torch
+
+        from ssdlib.engine.cpu_features import announce, describe_bf16_inference
+
+        announce(describe_bf16_inference(torch.device(device)))
     model, cfg, class_names = load_detector(args.config, args.overrides, args.ckpt, args.weights, device)
     model = with_inference_dtype(model, args.dtype)
     return model, device, (cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std), class_names

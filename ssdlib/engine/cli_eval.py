@@ -39,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ssdlib.config import apply_overrides, load_config
+    from ssdlib.engine.cpu_features import announce, describe_bf16_inference
     from ssdlib.engine.datasets import build_test_data
     from ssdlib.engine.device import resolve_device
     from ssdlib.engine.evaluator import evaluate, save_figure, save_pr_curves, write_summary
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             check_writable_file(Path(f"{args.analysis}.json"), "--analysis")
         device = resolve_device(args.device or cfg.train.device)
         model = model.to(device) if args.weights else load_model(cfg, args.ckpt, device)
+        if args.dtype == "bf16":
+            announce(describe_bf16_inference(torch.device(device)))
         model = with_inference_dtype(model, args.dtype)
         data = build_test_data(cfg, progress=not args.no_progress)
         metric = args.metric or cfg.test.metric

@@ -37,12 +37,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ssdlib.config import load_config
+    from ssdlib.engine.cpu_features import announce_training_precision
     from ssdlib.engine.trainer import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         cfg = load_config(args.config, args.overrides)
+        announce_training_precision(cfg.train.amp, cfg.train.device)
         out = args.output or default_output(args.config)
         eval_fn = _periodic_eval(cfg) if cfg.train.eval_period > 0 else None
         result = train(cfg, out, resume=args.resume, progress=not args.no_progress, eval_fn=eval_fn)

@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ssdlib.config import load_config
+    from ssdlib.engine.cpu_features import announce_training_precision
     from ssdlib.engine.datasets import build_test_data
     from ssdlib.engine.errors import USER_ERRORS, report
     from ssdlib.engine.evaluator import evaluate, save_pr_curves, write_summary
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Shapes ready in {time.perf_counter() - tic:.1f} s", flush=True)
 
         tic = time.perf_counter()
+        announce_training_precision(cfg.train.amp, cfg.train.device)
         result = train(cfg, train_dir)
         minutes = (time.perf_counter() - tic) / 60
         ran = sum(1 for _ in result.losses)

@@ -42,7 +42,10 @@ def cpu_has_native_bf16() -> bool:
     Measured on such a CPU (one thread, light model, batch 32 at 160 px, forward + backward):
     fp32 0.249 s, bf16 autocast 0.128 s, bf16 + channels_last 0.104 s. Without these
     instructions oneDNN emulates bf16 and it is slower than fp32, so ``auto`` stays fp32 there.
+    It is False too where the environment holds PyTorch below those kernels
+    (``ONEDNN_MAX_CPU_ISA``, ``ATEN_CPU_CAPABILITY``) or ``SSDLIB_NO_BF16=1`` says so: see
+    :func:`ssdlib.engine.cpu_features.bf16_support`, which also gives the reason.
     """
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    from ssdlib.engine.cpu_features import bf16_support
+
+    return bf16_support()[0]

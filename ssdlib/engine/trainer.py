@@ -41,6 +41,7 @@ from ssdlib.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from ssdlib.engine.cpu_features import channels_last_for_training
 
 # cpu_has_native_bf16 and check_checkpoint moved (to .device, .resume); still importable here.
 from ssdlib.engine.device import cpu_has_native_bf16, resolve_amp, resolve_device  # noqa: F401
@@ -196,6 +197,7 @@ class _Run:
     info: DistInfo
     start_iter: int = 0
     window: list[StepResult] = field(default_factory=list)  # steps since the last log row
+    channels_last: bool = False  # train.channels_last resolved for this CPU/GPU and model
 
 
 def _build_run(cfg: Config, device: torch.device, info: DistInfo, ckpt: dict | None) -> _Run:
@@ -207,13 +209,15 @@ def _build_run(cfg: Config, device: torch.device, info: DistInfo, ckpt: dict | N
     from ssdlib.engine.finetune import apply_init_weights  # train.init_weights: fine-tuning
 
     apply_init_weights(model, cfg, fresh=ckpt is None)
-    if t.channels_last:
+    channels_last = channels_last_for_training(t.channels_last, cfg.model.name, device)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay)
     scheduler = build_scheduler(optimizer, t.lr_steps, t.gamma, t.warmup_iters, t.warmup_factor)
     amp_dtype = resolve_amp(t.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    run = _Run(model, model, optimizer, scheduler, scaler, amp_dtype, device, info)
+    run = _Run(model, model, optimizer, scheduler, scaler, amp_dtype, device, info,
+               channels_last=channels_last)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -301,7 +305,7 @@ def _train_loop(
     run.net.train()
     for iteration, (images, targets) in enumerate(loader, start=run.start_iter + 1):
         images = images.to(run.device, non_blocking=True)
-        if t.channels_last:
+        if run.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         boxes = [tg["boxes"].to(run.device, non_blocking=True) for tg in targets]
         labels = [tg["labels"].to(run.device, non_blocking=True) for tg in targets]
