@@ -296,7 +296,9 @@ print("NCHW strides:         ", x.stride())
 print("channels_last strides:", x.contiguous(memory_format=torch.channels_last).stride())
 
 # %% [markdown]
-# `train.channels_last: true` (the default) converts the model and every batch on CUDA.
+# `train.channels_last: auto` (the default) converts the model and every batch to NHWC where that
+# measured faster: on a GPU, on CPUs with AMX, and for the light model on AVX2 CPUs
+# (`ssdlib.engine.cpu_features.channels_last_for_training` gives the rule and its measurements).
 # `train.compile: true` wraps the network in `torch.compile`: the first iterations take a minute
 # or two to compile, then the fused kernels typically save 10–30 % per iteration — worth it for
 # 120k iterations, not for this notebook. Both are config keys:
