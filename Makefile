@@ -42,6 +42,10 @@ test-avx2: venv
 lint: venv
 	$(VENV)/bin/ruff check ssdlib tests data_setup notebooks/*.py
 
+# Debian's chromium for the JupyterLab browser test (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 # The notebooks' sources are the jupytext pairs notebooks/NN_*.py (percent format): sync each
 # into its .ipynb and execute that in place, so the committed notebooks carry their outputs.
 # `make notebooks NB="05 06"` does only those.
