@@ -17,7 +17,11 @@ def execute_notebook(notebook: Path, cwd: Path, out: Path, timeout: int = 900) -
     return the text of all its outputs. A cell error fails with the tail of nbconvert's log."""
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-           f"--ExecutePreprocessor.timeout={timeout}", "--output", str(out), str(notebook)]  # fmt: skip
+           f"--ExecutePreprocessor.timeout={timeout}",
+           # Unix sockets instead of random TCP ports: two kernels started at the same moment
+           # by parallel test workers could pick the same port and lose a reply (seen as a hang).
+           "--KernelManager.transport=ipc",
+           "--output", str(out), str(notebook)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=dict(os.environ),
                           timeout=timeout + 120)  # fmt: skip
     assert done.returncode == 0, f"{notebook.name} failed:\n{done.stderr[-4000:]}"
