@@ -70,10 +70,8 @@ def run_inference(
     variants = dict(variants or {})
     ids, dets, gts = [], [], []
     extra: dict[str, list[dict[str, torch.Tensor]]] = {name: [] for name in variants}
-    weight = next(model.parameters())
     for images, targets in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
-        images = images.to(device, dtype=weight.dtype, memory_format=model.input_memory_format)
-        outputs = model(images)
+        outputs = model(model.prepare_input(images))  # on the model's device, dtype and layout
         sizes = [tuple(int(v) for v in t["orig_size"]) for t in targets]
         dets += _in_pixels(model.detect(*outputs, **postprocess), sizes)
         for name, settings in variants.items():

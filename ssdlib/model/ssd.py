@@ -56,11 +56,13 @@ class SSD(nn.Module):
     def predict(self, images: torch.Tensor, **overrides) -> list[Detections]:
         """Detections per image (boxes xyxy relative to the input); ``overrides`` replace the
         model's post-processing defaults (``score_threshold=0.5`` ...)."""
-        # Match the weights' dtype and layout (no-op for a float32 model in default layout);
-        # outputs are decoded in float32 whatever the network ran in.
+        return self.detect(*self(self.prepare_input(images)), **overrides)
+
+    def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` in the weights' dtype and layout (a no-op for a float32 model in the default
+        layout); outputs are decoded in float32 whatever the network ran in."""
         weight = next(self.parameters())
-        images = images.to(dtype=weight.dtype, memory_format=self.input_memory_format)
-        return self.detect(*self(images), **overrides)
+        return images.to(device=weight.device, dtype=weight.dtype, memory_format=self.input_memory_format)
 
     def detect(self, cls_logits: torch.Tensor, box_deltas: torch.Tensor, **overrides) -> list[Detections]:
         """Post-processing of head outputs ``(B, P, K)``, ``(B, P, 4)`` with the model's priors
