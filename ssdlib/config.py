@@ -51,6 +51,7 @@ class ModelConfig:
     backbone_weights: str = "none"
     width: float = 1.0  # channel multiplier of the light backbone
     first_stride: int = 8  # light backbone: 4 adds a finer first map for small objects
+    head: str = "conv"  # conv (3x3, the paper's) | separable (depthwise 3x3 + 1x1, SSDLite's)
 
 
 @dataclass
@@ -107,6 +108,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     max_iter: int = 120_000
+    lr_schedule: str = "step"  # step (lr_steps, gamma) | cosine (to 0 at max_iter)
     lr_steps: list[int] = field(default_factory=lambda: [80_000, 100_000])
     gamma: float = 0.1
     warmup_iters: int = 500
@@ -244,10 +246,12 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         "model.name": (cfg.model.name, tuple(BACKBONES)),
         "model.backbone_weights": (cfg.model.backbone_weights, ("none", *BACKBONE_WEIGHTS)),
         "model.first_stride": (cfg.model.first_stride, (4, 8)),
+        "model.head": (cfg.model.head, ("conv", "separable")),
         "data.dataset": (cfg.data.dataset, ("voc", "coco", "shapes", "yolo")),
         "data.augment": (cfg.data.augment, ("ssd", "light", "none")),
         "data.views": (cfg.data.views, tuple(range(1, 9))),
         "train.amp": (cfg.train.amp, ("auto", "off", "bf16", "fp16")),
+        "train.lr_schedule": (cfg.train.lr_schedule, ("step", "cosine")),
         "train.channels_last": (cfg.train.channels_last, ("auto", "on", "off", "true", "false")),
         "test.metric": (cfg.test.metric, ("voc", "coco")),
     }

@@ -1,10 +1,11 @@
+import math
 import random
 
 import pytest
 import torch
 
 from ssdlib.engine.sampling import IterationBatchSampler, SeededDataset, batch_items, sample_seed
-from ssdlib.engine.schedule import WarmupMultiStep, build_optimizer, build_scheduler
+from ssdlib.engine.schedule import WarmupCosine, WarmupMultiStep, build_optimizer, build_scheduler
 
 
 def test_warmup_then_steps():
@@ -13,6 +14,30 @@ def test_warmup_then_steps():
     assert f(2) == pytest.approx(0.625)
     assert f(4) == f(9) == 1.0
     assert f(10) == pytest.approx(0.1) and f(20) == pytest.approx(0.01)
+
+
+def test_warmup_then_cosine_to_zero():
+    f = WarmupCosine(max_iter=100, warmup_iters=10, warmup_factor=0.5)
+    assert f(0) == pytest.approx(0.5)
+    assert f(5) == pytest.approx(0.75 * (1 + math.cos(math.pi * 0.05)) / 2)
+    assert f(50) == pytest.approx(0.5)  # half way: half the rate
+    assert f(100) == pytest.approx(0.0, abs=1e-12) and f(150) == pytest.approx(0.0, abs=1e-12)
+    values = [f(i) for i in range(10, 101)]
+    assert all(a > b for a, b in zip(values, values[1:]))  # falls at every iteration after warm-up
+
+
+def test_cosine_scheduler_and_unknown_kind():
+    opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.2)
+    sched = build_scheduler(opt, [], 0.1, warmup_iters=0, warmup_factor=1.0, kind="cosine", max_iter=4)
+    lrs = []
+    for _ in range(5):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.2, 0.2 * (1 + math.cos(math.pi / 4)) / 2, 0.1,
+                                 0.2 * (1 + math.cos(3 * math.pi / 4)) / 2, 0.0])  # fmt: skip
+    with pytest.raises(ValueError, match="'linear' unknown"):
+        build_scheduler(opt, [], 0.1, 0, 1.0, kind="linear")
 
 
 def test_scheduler_follows_iterations_and_skips_decay_on_1d_params():

@@ -5,7 +5,8 @@
   saying so; an explicit file must load.
 - :func:`check_checkpoint`: the model of the checkpoint must be the config's.
 - :func:`changed_schedule` / :func:`rebuild_schedule`: resuming with another ``train.lr``,
-  ``lr_steps``, ``gamma``, warm-up, ``momentum`` or ``weight_decay`` than the checkpoint was
+  ``lr_schedule``, ``lr_steps``, ``gamma``, warm-up, ``momentum`` or ``weight_decay`` (or the
+  ``max_iter`` of a cosine) than the checkpoint was
   trained with applies the new values at the resumed iteration (the schedule is a function of
   the iteration, so this is what a run started with them would use there); the run prints
   which keys changed. Momentum buffers are kept.
@@ -23,12 +24,12 @@ import torch
 
 from ssdlib.config import Config, ConfigError, TrainConfig
 from ssdlib.engine.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
-from ssdlib.engine.schedule import WarmupMultiStep
+from ssdlib.engine.schedule import lr_multiplier
 
 __all__ = ["SCHEDULE_KEYS", "changed_schedule", "check_checkpoint", "find_resume", "nonfinite_entry",
            "rebuild_schedule"]  # fmt: skip
 
-SCHEDULE_KEYS = ("lr", "lr_steps", "gamma", "warmup_iters", "warmup_factor", "momentum",
+SCHEDULE_KEYS = ("lr", "lr_schedule", "lr_steps", "gamma", "warmup_iters", "warmup_factor", "momentum",
                  "weight_decay")  # fmt: skip
 _RESUME_KEYS = ("model", "optimizer", "scheduler", "iteration", "rng")
 
@@ -118,7 +119,9 @@ def changed_schedule(saved: dict[str, Any], train: TrainConfig) -> list[str]:
     """``["train.lr 0.02 -> 0.0001", ...]``: the schedule settings of ``train`` that differ from
     the checkpoint's saved ``config["train"]`` (keys it does not record count as unchanged)."""
     changes = []
-    for key in SCHEDULE_KEYS:
+    # The cosine's length is max_iter: extending a cosine run reshapes its remaining lr.
+    keys = SCHEDULE_KEYS + (("max_iter",) if train.lr_schedule == "cosine" else ())
+    for key in keys:
         if key in saved and not _same(saved[key], getattr(train, key)):
             changes.append(f"train.{key} {saved[key]} -> {getattr(train, key)}")
     return changes
@@ -131,10 +134,11 @@ def rebuild_schedule(
     iteration: int,
 ) -> None:
     """Point ``optimizer`` and ``scheduler`` (states loaded from a checkpoint) at ``train``'s
-    schedule as of ``iteration``: the lr there is ``train.lr * WarmupMultiStep(...)(iteration)``,
+    schedule as of ``iteration``: the lr there is ``train.lr * lr_multiplier(...)(iteration)``,
     as in a run started with these settings; momentum and weight decay become ``train``'s
     (param groups as :func:`~ssdlib.engine.schedule.build_optimizer` makes them)."""
-    schedule = WarmupMultiStep(train.lr_steps, train.gamma, train.warmup_iters, train.warmup_factor)
+    schedule = lr_multiplier(train.lr_schedule, train.lr_steps, train.gamma, train.warmup_iters,
+                             train.warmup_factor, train.max_iter)
     scheduler.lr_lambdas = [schedule] * len(optimizer.param_groups)
     scheduler.base_lrs = [train.lr] * len(optimizer.param_groups)
     scheduler.last_epoch = iteration

@@ -1,14 +1,19 @@
-"""Learning-rate schedule: linear warm-up, then multi-step decay (lufficc/SSD, Detectron).
+"""Learning-rate schedules: linear warm-up, then multi-step decay (lufficc/SSD, Detectron) or a
+cosine to zero (Loshchilov & Hutter 2017, SGDR; ``train.lr_schedule``).
 
-    lr(i) = base_lr * warmup(i) * gamma ** (number of steps <= i)
+    step:    lr(i) = base_lr * warmup(i) * gamma ** (number of steps <= i)
+    cosine:  lr(i) = base_lr * warmup(i) * (1 + cos(pi * i / max_iter)) / 2
     warmup(i) = factor + (1 - factor) * i / warmup_iters   for i < warmup_iters, else 1
 
-Iteration-based, as the SSD reference schedules are (120k iterations, steps at 80k/100k).
+Iteration-based, as the SSD reference schedules are (120k iterations, steps at 80k/100k). The
+cosine needs no step positions and spends more of a short run at a useful rate: it is what the
+Shapes recipe uses (README, "make demo results").
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 
 import torch
@@ -43,6 +48,42 @@ class WarmupMultiStep:
         return warmup * self.gamma ** bisect.bisect_right(self.steps, iteration)
 
 
+class WarmupCosine:
+    """The LR multiplier of iteration ``i`` under warm-up then a half cosine that reaches 0 at
+    ``max_iter`` (picklable, plain-number attributes, as :class:`WarmupMultiStep`)."""
+
+    def __init__(self, max_iter: int, warmup_iters: int = 500, warmup_factor: float = 1.0 / 3.0) -> None:
+        if max_iter < 1:
+            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+        self.max_iter = int(max_iter)
+        self.warmup_iters = int(warmup_iters)
+        self.warmup_factor = float(warmup_factor)
+
+    def __call__(self, iteration: int) -> float:
+        warmup = 1.0
+        if iteration < self.warmup_iters:
+            alpha = iteration / self.warmup_iters
+            warmup = self.warmup_factor * (1.0 - alpha) + alpha
+        progress = min(iteration, self.max_iter) / self.max_iter
+        return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def lr_multiplier(
+    kind: str,
+    steps: Sequence[int],
+    gamma: float,
+    warmup_iters: int,
+    warmup_factor: float,
+    max_iter: int,
+) -> WarmupMultiStep | WarmupCosine:
+    """The schedule ``train.lr_schedule`` names: ``step`` (``steps``, ``gamma``) or ``cosine``."""
+    if kind == "step":
+        return WarmupMultiStep(steps, gamma, warmup_iters, warmup_factor)
+    if kind == "cosine":
+        return WarmupCosine(max_iter, warmup_iters, warmup_factor)
+    raise ValueError(f"lr schedule {kind!r} unknown; expected 'step' or 'cosine'")
+
+
 def build_optimizer(
     model: torch.nn.Module, lr: float, momentum: float, weight_decay: float
 ) -> torch.optim.SGD:
@@ -65,7 +106,9 @@ def build_scheduler(
     gamma: float,
     warmup_iters: int,
     warmup_factor: float,
+    kind: str = "step",
+    max_iter: int = 1,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """``LambdaLR`` over :class:`WarmupMultiStep`; call ``scheduler.step()`` once per iteration."""
-    schedule = WarmupMultiStep(steps, gamma, warmup_iters, warmup_factor)
+    """``LambdaLR`` over :func:`lr_multiplier`; call ``scheduler.step()`` once per iteration."""
+    schedule = lr_multiplier(kind, steps, gamma, warmup_iters, warmup_factor, max_iter)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

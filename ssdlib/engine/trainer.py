@@ -213,7 +213,8 @@ def _build_run(cfg: Config, device: torch.device, info: DistInfo, ckpt: dict | N
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay)
-    scheduler = build_scheduler(optimizer, t.lr_steps, t.gamma, t.warmup_iters, t.warmup_factor)
+    scheduler = build_scheduler(optimizer, t.lr_steps, t.gamma, t.warmup_iters, t.warmup_factor,
+                                t.lr_schedule, t.max_iter)
     amp_dtype = resolve_amp(t.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     run = _Run(model, model, optimizer, scheduler, scaler, amp_dtype, device, info,

@@ -84,7 +84,7 @@ def build_model(cfg: Config) -> SSD:
             f"{cfg.priors.image_size} px produces maps of sizes {sizes}"
         )
     per_location = boxes_per_location(cfg.priors.aspect_ratios, cfg.priors.densify)
-    head = SSDHead(backbone.out_channels, per_location, cfg.model.num_classes + 1)
+    head = SSDHead(backbone.out_channels, per_location, cfg.model.num_classes + 1, cfg.model.head)
     postprocess = {
         "score_threshold": cfg.test.score_threshold,
         "nms_threshold": cfg.test.nms_threshold,

@@ -190,3 +190,16 @@ def test_first_log_row_after_a_resume_equals_the_uninterrupted_one(tmp_path):
     for i in (4, 8):
         for key in ("loss", "loc_loss", "cls_loss", "lr"):
             assert resumed[i][key] == pytest.approx(rows[i][key], rel=1e-9, abs=1e-9), (i, key)
+
+
+def test_a_cosine_run_extended_on_resume_follows_the_longer_cosine(tmp_path, capsys):
+    out = tmp_path / "out"
+    cosine = {**FAST, "lr_schedule": "cosine", "warmup_iters": 0}
+    train(tiny_config(tmp_path, train={**cosine, "max_iter": 4}), out, progress=False)
+    capsys.readouterr()
+    train(tiny_config(tmp_path, train={**cosine, "max_iter": 6}), out, progress=False)
+    assert "train.max_iter 4 -> 6" in capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    train(tiny_config(tmp_path, train={**cosine, "max_iter": 6}), fresh, progress=False)
+    assert [_lrs(out)[i] for i in (5, 6)] == pytest.approx([_lrs(fresh)[i] for i in (5, 6)], rel=1e-12)
+    assert _lrs(fresh)[4] == pytest.approx(0.01 * (1 + math.cos(math.pi * 3 / 6)) / 2, rel=1e-12)
