@@ -114,3 +114,11 @@ def test_separable_heads_keep_the_layout_and_cut_the_multiply_adds():
     assert head_weights(sep) < head_weights(conv) / 5
     with pytest.raises(ConfigError, match=r"model.head is 'dw'; expected one of \['conv', 'separable'\]"):
         cfg("shapes", "model.head=dw")
+
+
+def test_light_stem_convs_two_keeps_the_maps():
+    two = build_model(cfg("shapes", "model.stem_convs=2"))
+    assert len(two.backbone.stem) == 2 and len(build_model(cfg("shapes")).backbone.stem) == 3
+    assert feature_map_sizes(two.backbone, 160) == [20, 10, 5, 3, 1]
+    with pytest.raises(ConfigError, match=r"model.stem_convs is 1; expected one of \[2, 3\]"):
+        cfg("shapes", "model.stem_convs=1")

@@ -56,7 +56,7 @@ def _light(cfg: Config) -> torch.nn.Module:
     if cfg.model.backbone_weights != "none":
         raise ConfigError("model.backbone_weights: the light backbone has no pretrained "
                           f"weights; use 'none', got {cfg.model.backbone_weights!r}")  # fmt: skip
-    return LightBackbone(cfg.model.width, cfg.model.first_stride)
+    return LightBackbone(cfg.model.width, cfg.model.first_stride, cfg.model.stem_convs)
 
 
 # model.name -> backbone builder (weights as cfg.model.backbone_weights).
