@@ -51,8 +51,6 @@ class ModelConfig:
     backbone_weights: str = "none"
     width: float = 1.0  # channel multiplier of the light backbone
     first_stride: int = 8  # light backbone: 4 adds a finer first map for small objects
-    stem_convs: int = 3  # light backbone: convolutions before stride 8 (2 or 3)
-    head: str = "conv"  # conv (3x3, the paper's) | separable (depthwise 3x3 + 1x1, SSDLite's)
 
 
 @dataclass
@@ -247,8 +245,6 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         "model.name": (cfg.model.name, tuple(BACKBONES)),
         "model.backbone_weights": (cfg.model.backbone_weights, ("none", *BACKBONE_WEIGHTS)),
         "model.first_stride": (cfg.model.first_stride, (4, 8)),
-        "model.stem_convs": (cfg.model.stem_convs, (2, 3)),
-        "model.head": (cfg.model.head, ("conv", "separable")),
         "data.dataset": (cfg.data.dataset, ("voc", "coco", "shapes", "yolo")),
         "data.augment": (cfg.data.augment, ("ssd", "light", "none")),
         "data.views": (cfg.data.views, tuple(range(1, 9))),

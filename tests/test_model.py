@@ -95,30 +95,3 @@ def test_light_first_stride_4_adds_a_fused_fine_map():
 def test_first_stride_is_checked():
     with pytest.raises(ConfigError, match=r"model.first_stride is 2; expected one of \[4, 8\]"):
         cfg("shapes", "model.first_stride=2")
-
-
-def test_separable_heads_keep_the_layout_and_cut_the_multiply_adds():
-    conv = build_model(cfg("shapes", "model.head=conv"))
-    sep = build_model(cfg("shapes", "model.head=separable"))
-    x = torch.randn(2, 3, 160, 160)
-    for a, b in zip(conv(x), sep(x)):
-        assert a.shape == b.shape  # same priors, same (B, P, K) / (B, P, 4) layout
-    first = sep.head.cls_heads[0]
-    assert [type(m).__name__ for m in first] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d"]
-    assert first[0].groups == first[0].in_channels and first[3].kernel_size == (1, 1)
-
-    def head_weights(m):
-        return sum(p.numel() for n, p in m.named_parameters() if n.startswith("head."))
-
-    # Per location: 9 * C * out for a 3x3 conv; 9 * C + C * out (+ BN) for the separable one.
-    assert head_weights(sep) < head_weights(conv) / 5
-    with pytest.raises(ConfigError, match=r"model.head is 'dw'; expected one of \['conv', 'separable'\]"):
-        cfg("shapes", "model.head=dw")
-
-
-def test_light_stem_convs_two_keeps_the_maps():
-    two = build_model(cfg("shapes", "model.stem_convs=2"))
-    assert len(two.backbone.stem) == 2 and len(build_model(cfg("shapes")).backbone.stem) == 3
-    assert feature_map_sizes(two.backbone, 160) == [20, 10, 5, 3, 1]
-    with pytest.raises(ConfigError, match=r"model.stem_convs is 1; expected one of \[2, 3\]"):
-        cfg("shapes", "model.stem_convs=1")

@@ -56,7 +56,7 @@ def _light(cfg: Config) -> torch.nn.Module:
     if cfg.model.backbone_weights != "none":
         raise ConfigError("model.backbone_weights: the light backbone has no pretrained "
                           f"weights; use 'none', got {cfg.model.backbone_weights!r}")  # fmt: skip
-    return LightBackbone(cfg.model.width, cfg.model.first_stride, cfg.model.stem_convs)
+    return LightBackbone(cfg.model.width, cfg.model.first_stride)
 
 
 # model.name -> backbone builder (weights as cfg.model.backbone_weights).
@@ -84,7 +84,7 @@ def build_model(cfg: Config) -> SSD:
             f"{cfg.priors.image_size} px produces maps of sizes {sizes}"
         )
     per_location = boxes_per_location(cfg.priors.aspect_ratios, cfg.priors.densify)
-    head = SSDHead(backbone.out_channels, per_location, cfg.model.num_classes + 1, cfg.model.head)
+    head = SSDHead(backbone.out_channels, per_location, cfg.model.num_classes + 1)
     postprocess = {
         "score_threshold": cfg.test.score_threshold,
         "nms_threshold": cfg.test.nms_threshold,

@@ -42,20 +42,17 @@ class LightBackbone(nn.Module):
     With ``first_stride=4`` a sixth map comes first: (B, 32w, 40, 40) for S=160.
     """
 
-    def __init__(self, width: float = 1.0, first_stride: int = 8, stem_convs: int = 3) -> None:
+    def __init__(self, width: float = 1.0, first_stride: int = 8) -> None:
         super().__init__()
         if first_stride not in (4, 8):
             raise ValueError(f"first_stride must be 4 or 8, got {first_stride}")
-        if stem_convs not in (2, 3):
-            raise ValueError(f"stem_convs must be 2 or 3, got {stem_convs}")
 
         def c(n: int) -> int:
             return max(8, int(round(n * width / 8)) * 8)
 
-        # The third convolution runs at stride 4 on few channels, where a backward pass is
-        # slow for its multiply-adds: 14 % of an fp32 training step (AVX2). stem_convs=2 drops it.
-        stem = [conv_bn(3, c(16), 2), conv_bn(c(16), c(32), 2), conv_bn(c(32), c(32))]
-        self.stem = nn.Sequential(*stem[:stem_convs])
+        self.stem = nn.Sequential(
+            conv_bn(3, c(16), 2), conv_bn(c(16), c(32), 2), conv_bn(c(32), c(32))
+        )
         self.stages = nn.ModuleList([
             nn.Sequential(conv_bn(c(32), c(64), 2), conv_bn(c(64), c(64))),  # stride 8
             nn.Sequential(conv_bn(c(64), c(128), 2), conv_bn(c(128), c(128))),  # 16
