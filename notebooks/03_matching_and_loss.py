@@ -35,7 +35,7 @@
 #   and checked against `ssdlib.loss.MultiBoxLoss`.
 #
 # Library functions used: `ssdlib.boxes.box_iou`, `encode`, `decode`, `ssdlib.matching.match`,
-# `match_batch`, `ssdlib.loss.hard_negative_mining`, `MultiBoxLoss`.
+# `match_batch`, `ssdlib.loss.hard_negative_mining`, `MultiBoxLoss` (and its `targets`).
 
 # %% tags=["nbval-check-output"]
 # Colab only: install the ssdlib package (Colab's own torch, torchvision and ipywidgets stay as
@@ -303,15 +303,18 @@ fig_hard_negatives()
 #
 # $N$ = number of positives in the batch, $L_{loc}$ = Smooth-L1 between predicted and target offsets
 # over positives, $L_{conf}$ = cross-entropy over positives and mined negatives, $\alpha = 1$.
-# `MultiBoxLoss` returns the two terms, both already divided by $N$.
+#
+# The targets depend on the priors, which never change during training, so `MultiBoxLoss` is
+# built once with the priors, the variances and the matching rule (IoU threshold 0.5, 3 negatives
+# per positive). One call then takes the head's outputs and the ground-truth boxes: it matches
+# (`match_batch`), encodes, and returns the two terms, both already divided by $N$.
+# `loss_fn.targets` shows the matched labels and encoded targets it used.
 #
 # A batch of 8 augmented Shapes images through the light model of the `shapes` config:
 
 # %% tags=["nbval-check-output"]
-from ssdlib.boxes import encode
 from ssdlib.data import build_train_transform, collate
 from ssdlib.loss import MultiBoxLoss
-from ssdlib.matching import match_batch
 from ssdlib.model import build_model
 
 cfg = load_config("shapes")
@@ -320,11 +323,12 @@ model = build_model(cfg)
 transform = build_train_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std)
 ds = ShapesDataset("train", 8, image_size=cfg.data.source_size, transform=transform)
 images, targets = collate([ds[i] for i in range(8)])
+gt_boxes, gt_labels = [t["boxes"] for t in targets], [t["labels"] for t in targets]
 cls_logits, box_deltas = model(images)
-labels_b, boxes_b = match_batch([t["boxes"] for t in targets], [t["labels"] for t in targets],
-                                model.priors, cfg.train.iou_threshold)
-target_deltas = encode(boxes_b, model.priors, tuple(cfg.priors.variances))
-loc_loss, cls_loss = MultiBoxLoss(neg_pos_ratio=3)(cls_logits, box_deltas, labels_b, target_deltas)
+loss_fn = MultiBoxLoss(model.priors, tuple(cfg.priors.variances), cfg.train.iou_threshold,
+                       cfg.train.neg_pos_ratio)
+loc_loss, cls_loss = loss_fn(cls_logits, box_deltas, gt_boxes, gt_labels)
+labels_b, target_deltas = loss_fn.targets(gt_boxes, gt_labels)  # (B, P), (B, P, 4)
 print(f"images {tuple(images.shape)}, logits {tuple(cls_logits.shape)}, "
       f"deltas {tuple(box_deltas.shape)}")
 n_pos = int((labels_b > 0).sum())
@@ -376,7 +380,8 @@ assert torch.allclose(ref_loc, loc_loss, rtol=1e-5) and torch.allclose(ref_cls, 
 #   the variances (0.1, 0.2); `decode` inverts it exactly.
 # - Hard negative mining keeps, per image, the 3 × #positives negatives with the highest
 #   background loss.
-# - `MultiBoxLoss` = (Smooth-L1 on positives + cross-entropy on positives and mined negatives) / N.
+# - `MultiBoxLoss(priors, variances, iou_threshold, neg_pos_ratio)` matches and encodes the ground
+#   truth, then returns (Smooth-L1 on positives, cross-entropy on positives and mined negatives) / N.
 # - Why priors and not predictions, why a background class, why mining and not the focal loss,
 #   what the variances are for: the [FAQ](../README.md#faq).
 #
@@ -410,7 +415,7 @@ assert torch.allclose(ref_loc, loc_loss, rtol=1e-5) and torch.allclose(ref_cls, 
 # that would poison the weights — one of the classic SSD training failures.
 #
 # ```python
-# zeros = torch.zeros_like(labels_b)
-# MultiBoxLoss()(cls_logits, box_deltas, zeros, target_deltas)   # (tensor(0.), tensor(0.))
+# no_boxes, no_labels = [torch.zeros(0, 4)] * 8, [torch.zeros(0, dtype=torch.int64)] * 8
+# loss_fn(cls_logits, box_deltas, no_boxes, no_labels)  # (tensor(0., grad_fn=...), tensor(0., ...))
 # ```
 # </details>

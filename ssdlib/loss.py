@@ -6,6 +6,11 @@ L_loc is Smooth-L1 between predicted and target deltas on positives. L_conf is c
 the positives plus the hardest negatives: per image, the background priors with the highest
 background loss (-log p_0), three for each positive. Without mining, ~8700 easy background priors
 per image would swamp the few dozen positives.
+
+SSD's targets depend on the priors, so the loss owns them: :class:`MultiBoxLoss` is built once
+with the priors, the variances and the matching rule, and one call takes the head's outputs and
+the ground truth. :func:`prepare_targets` (matching + encoding) and :func:`multibox_loss` (the
+formula on matched targets) are its two halves.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ssdlib.boxes import encode
+from ssdlib.matching import match_batch
 
 
 def hard_negative_mining(
@@ -37,45 +45,118 @@ def hard_negative_mining(
     return positive | (rank < num_neg)
 
 
-class MultiBoxLoss(nn.Module):
-    """SSD's loss: returns ``(loc_loss, cls_loss)``, each summed over the batch and divided by
+def multibox_loss(
+    cls_logits: torch.Tensor,
+    box_deltas: torch.Tensor,
+    labels: torch.Tensor,
+    target_deltas: torch.Tensor,
+    neg_pos_ratio: int = 3,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loc_loss, cls_loss)`` on matched targets, each summed over the batch and divided by
     max(1, the batch's total number of positives) — zero, never NaN, for a batch without objects.
+
+    Args:
+        cls_logits: (B, P, K) class scores, K = classes + background.
+        box_deltas: (B, P, 4) predicted offsets.
+        labels: (B, P) int64 matched labels, 0 for background.
+        target_deltas: (B, P, 4) encoded matched boxes (only positives are used).
+    """
+    # Cross-entropy in float32 even under autocast: log-softmax over 8732 x K in fp16 is
+    # where SSD's NaN losses come from. The ranking needs only -log p_0 = logsumexp - z_0,
+    # without gradient; the log-softmax that carries one is taken on the selected rows
+    # alone (positives + 3x as many negatives, a few % of the priors). Forward + backward
+    # on a 2-core CPU against one full log-softmax: 3.9 -> 3.2 ms for SSD300/VOC (B=8,
+    # K=21), 9.5 -> 2.8 ms for the Shapes config (B=32, K=6: a short last dimension is
+    # the CPU kernel's slow case).
+    logits = cls_logits.float()
+    with torch.no_grad():
+        background_loss = torch.logsumexp(logits, dim=-1) - logits[..., 0]
+        mask = hard_negative_mining(background_loss, labels, neg_pos_ratio)
+    cls_loss = F.cross_entropy(logits[mask], labels[mask], reduction="sum")
+
+    positive = labels > 0
+    loc_loss = F.smooth_l1_loss(
+        box_deltas.float()[positive], target_deltas.float()[positive], reduction="sum"
+    )
+    num_pos = positive.sum().clamp(min=1)
+    return loc_loss / num_pos, cls_loss / num_pos
+
+
+@torch.no_grad()
+def prepare_targets(
+    gt_boxes: list[torch.Tensor],
+    gt_labels: list[torch.Tensor],
+    priors: torch.Tensor,
+    variances: tuple[float, float] = (0.1, 0.2),
+    iou_threshold: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matched labels ``(B, P)`` and encoded regression targets ``(B, P, 4)`` of a batch.
+
+    Args:
+        gt_boxes: B tensors (G_b, 4) xyxy relative; gt_labels: B tensors (G_b,) in 1..C;
+        priors: (P, 4) cx, cy, w, h — all on one device.
+
+    Degenerate ground truth (NaN/inf coordinates, zero or negative width/height) is dropped
+    first: the datasets already remove it, but a custom dataset or transform may not, and the
+    encoder's ``log(w / prior_w)`` would turn such a box into inf/NaN targets.
+    """
+    kept_boxes, kept_labels = [], []
+    for boxes, labels in zip(gt_boxes, gt_labels):
+        ok = torch.isfinite(boxes).all(dim=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        kept_boxes.append(boxes[ok])
+        kept_labels.append(labels[ok])
+    labels, matched = match_batch(kept_boxes, kept_labels, priors, iou_threshold)
+    # Background priors' targets are never read by the loss; zero them rather than keep the
+    # -inf that encoding an empty image's all-zero "matches" gives.
+    target = torch.where((labels > 0)[..., None], encode(matched, priors, variances), 0.0)
+    return labels, target
+
+
+class MultiBoxLoss(nn.Module):
+    """SSD's loss, from head outputs and ground truth: matches the boxes to the priors, encodes
+    them (:func:`prepare_targets`) and returns :func:`multibox_loss` ``(loc_loss, cls_loss)``.
+
+    Args:
+        priors: (P, 4) default boxes, cx, cy, w, h, relative (a buffer: ``.to(device)`` moves it).
+        variances: box coding variances (the model's).
+        iou_threshold: a prior whose best IoU is below it is background.
+        neg_pos_ratio: mined negatives per positive.
     """
 
-    def __init__(self, neg_pos_ratio: int = 3) -> None:
+    def __init__(
+        self,
+        priors: torch.Tensor,
+        variances: tuple[float, float] = (0.1, 0.2),
+        iou_threshold: float = 0.5,
+        neg_pos_ratio: int = 3,
+    ) -> None:
         super().__init__()
+        # Not persistent: the priors come from the config, as the model's do.
+        self.register_buffer("priors", priors, persistent=False)
+        self.variances = tuple(variances)
+        self.iou_threshold = iou_threshold
         self.neg_pos_ratio = neg_pos_ratio
+
+    def targets(
+        self, gt_boxes: list[torch.Tensor], gt_labels: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Matched labels (B, P) and target deltas (B, P, 4): :func:`prepare_targets`."""
+        return prepare_targets(gt_boxes, gt_labels, self.priors, self.variances, self.iou_threshold)
 
     def forward(
         self,
         cls_logits: torch.Tensor,
         box_deltas: torch.Tensor,
-        labels: torch.Tensor,
-        target_deltas: torch.Tensor,
+        gt_boxes: list[torch.Tensor],
+        gt_labels: list[torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
-            cls_logits: (B, P, K) class scores, K = classes + background.
-            box_deltas: (B, P, 4) predicted offsets.
-            labels: (B, P) int64 matched labels, 0 for background.
-            target_deltas: (B, P, 4) encoded matched boxes (only positives are used).
+            cls_logits: (B, P, K) class scores; box_deltas: (B, P, 4) predicted offsets.
+            gt_boxes: B tensors (G_b, 4) xyxy relative (G_b may be 0); gt_labels: B tensors
+                (G_b,) int64 in 1..C — on the priors' device.
+        Returns:
+            (loc_loss, cls_loss), scalars, already divided by the number of positives.
         """
-        # Cross-entropy in float32 even under autocast: log-softmax over 8732 x K in fp16 is
-        # where SSD's NaN losses come from. The ranking needs only -log p_0 = logsumexp - z_0,
-        # without gradient; the log-softmax that carries one is taken on the selected rows
-        # alone (positives + 3x as many negatives, a few % of the priors). Forward + backward
-        # on a 2-core CPU against one full log-softmax: 3.9 -> 3.2 ms for SSD300/VOC (B=8,
-        # K=21), 9.5 -> 2.8 ms for the Shapes config (B=32, K=6: a short last dimension is
-        # the CPU kernel's slow case).
-        logits = cls_logits.float()
-        with torch.no_grad():
-            background_loss = torch.logsumexp(logits, dim=-1) - logits[..., 0]
-            mask = hard_negative_mining(background_loss, labels, self.neg_pos_ratio)
-        cls_loss = F.cross_entropy(logits[mask], labels[mask], reduction="sum")
-
-        positive = labels > 0
-        loc_loss = F.smooth_l1_loss(
-            box_deltas.float()[positive], target_deltas.float()[positive], reduction="sum"
-        )
-        num_pos = positive.sum().clamp(min=1)
-        return loc_loss / num_pos, cls_loss / num_pos
+        labels, target_deltas = self.targets(gt_boxes, gt_labels)
+        return multibox_loss(cls_logits, box_deltas, labels, target_deltas, self.neg_pos_ratio)

@@ -43,12 +43,12 @@ def test_loss_and_detect_on_cuda_equal_cpu():
     g = torch.Generator().manual_seed(1)
     priors = generate_priors(load_config("ssd300_voc").priors)
     boxes, labels = _targets(1, (2, 5, 0, 9))
-    m_labels, matched = match_batch(boxes, labels, priors)
-    target = torch.where((m_labels > 0)[..., None], encode(matched, priors), 0.0)
     logits = torch.randn(4, priors.shape[0], 21, generator=g)
     deltas = torch.randn(4, priors.shape[0], 4, generator=g)
-    cpu = MultiBoxLoss(3)(logits, deltas, m_labels, target)
-    gpu = MultiBoxLoss(3)(logits.to(CUDA), deltas.to(CUDA), m_labels.to(CUDA), target.to(CUDA))
+    loss_fn = MultiBoxLoss(priors, (0.1, 0.2), iou_threshold=0.5, neg_pos_ratio=3)
+    cpu = loss_fn(logits, deltas, boxes, labels)
+    gpu = loss_fn.to(CUDA)(logits.to(CUDA), deltas.to(CUDA), [b.to(CUDA) for b in boxes],
+                           [x.to(CUDA) for x in labels])  # fmt: skip
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-4)
     cpu_det = detect(logits, deltas, priors)

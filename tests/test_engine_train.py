@@ -92,14 +92,11 @@ def test_resumed_run_continues_exactly(tmp_path, monkeypatch, views):
 def _batch(cfg, n=2):
     ds = build_train_dataset(cfg)
     samples = [ds[i] for i in range(n)]
-    images = torch.stack([s[0] for s in samples])
-    return images, [s[1]["boxes"] for s in samples], [s[1]["labels"] for s in samples]
+    return torch.stack([s[0] for s in samples]), [s[1] for s in samples]
 
 
-def _step(model, images, boxes, labels, opt):
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    return train_step(model, opt, scaler, images, boxes, labels, model.priors, (0.1, 0.2), 0.5,
-                      MultiBoxLoss(3))  # fmt: skip
+def _step(model, images, targets, opt):
+    return train_step(model, MultiBoxLoss(model.priors, (0.1, 0.2), 0.5, 3), opt, images, targets)
 
 
 def test_non_finite_loss_skips_the_step_and_keeps_weights_and_bn_stats():
@@ -107,14 +104,14 @@ def test_non_finite_loss_skips_the_step_and_keeps_weights_and_bn_stats():
     torch.manual_seed(0)
     model = build_model(cfg).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    images, boxes, labels = _batch(cfg)
+    images, targets = _batch(cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images[0, :, :5, :5] = float("nan")
-    res = _step(model, images, boxes, labels, opt)
+    res = _step(model, images, targets, opt)
     assert res.skipped == "loss" and not math.isfinite(res.loss)
     assert state_equal(before, model.state_dict())  # parameters AND running statistics
     images[0, :, :5, :5] = 0.0
-    assert _step(model, images, boxes, labels, opt).skipped is None
+    assert _step(model, images, targets, opt).skipped is None
     assert not state_equal(before, model.state_dict())
 
 

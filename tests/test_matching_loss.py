@@ -3,7 +3,7 @@ import torch
 from reference_impl import ref_loss, ref_match
 from ssdlib.boxes import cxcywh_to_xyxy, encode
 from ssdlib.config import load_config
-from ssdlib.loss import MultiBoxLoss, hard_negative_mining
+from ssdlib.loss import MultiBoxLoss, hard_negative_mining, multibox_loss, prepare_targets
 from ssdlib.matching import match, match_batch
 from ssdlib.priors import generate_priors
 
@@ -92,10 +92,43 @@ def make_batch(seed, b=4, k=21):
 def test_loss_equals_reference():
     for seed in range(4):
         logits, deltas, labels, targets = make_batch(seed)
-        ours = MultiBoxLoss(3)(logits, deltas, labels, targets)
+        ours = multibox_loss(logits, deltas, labels, targets, 3)
         ref = ref_loss(logits, deltas, labels, targets, 3)
         torch.testing.assert_close(ours[0], ref[0])
         torch.testing.assert_close(ours[1], ref[1])
+
+
+def test_loss_from_ground_truth_equals_reference_match_encode_and_loss():
+    # MultiBoxLoss owns the priors and the matching rule: from raw ground truth it must give
+    # the reference loop's matching, the encoder's targets and the reference loss.
+    g = torch.Generator().manual_seed(11)
+    gts = [random_gts(g, n) for n in (2, 5, 1, 9)]
+    logits = torch.randn(4, PRIORS.shape[0], 21, generator=g)
+    deltas = torch.randn(4, PRIORS.shape[0], 4, generator=g)
+    loss_fn = MultiBoxLoss(PRIORS, (0.1, 0.2), iou_threshold=0.5, neg_pos_ratio=3)
+    loc, cls = loss_fn(logits, deltas, [b for b, _ in gts], [lab for _, lab in gts])
+    matched = [ref_match(b, lab, PRIORS, 0.5) for b, lab in gts]
+    labels = torch.stack([lab for lab, _ in matched])
+    targets = encode(torch.stack([b for _, b in matched]), PRIORS, (0.1, 0.2))
+    ref = ref_loss(logits, deltas, labels, targets, 3)
+    torch.testing.assert_close(loc, ref[0])
+    torch.testing.assert_close(cls, ref[1])
+    # ... and it is exactly its two halves.
+    halves = multibox_loss(logits, deltas, *prepare_targets(
+        [b for b, _ in gts], [lab for _, lab in gts], PRIORS, (0.1, 0.2), 0.5), 3)  # fmt: skip
+    assert torch.equal(loc, halves[0]) and torch.equal(cls, halves[1])
+
+
+def test_loss_of_a_batch_without_objects_is_zero_and_priors_follow_to():
+    loss_fn = MultiBoxLoss(PRIORS.double()).to(torch.float32)  # a buffer: moved and cast by .to
+    assert loss_fn.priors.dtype == torch.float32 and "priors" not in loss_fn.state_dict()
+    logits = torch.randn(2, PRIORS.shape[0], 21, requires_grad=True)
+    deltas = torch.randn(2, PRIORS.shape[0], 4, requires_grad=True)
+    no_boxes, no_labels = [torch.zeros(0, 4)] * 2, [torch.zeros(0, dtype=torch.int64)] * 2
+    loc, cls = loss_fn(logits, deltas, no_boxes, no_labels)
+    assert loc.item() == 0 and cls.item() == 0
+    (loc + cls).backward()
+    assert torch.isfinite(logits.grad).all() and torch.isfinite(deltas.grad).all()
 
 
 def test_loss_tiny_hand_computed_case():
@@ -107,7 +140,7 @@ def test_loss_tiny_hand_computed_case():
     deltas = torch.zeros(1, 5, 4)
     deltas[0, 0] = torch.tensor([0.5, -2.0, 0.0, 0.0])
     targets = torch.zeros(1, 5, 4)
-    loc, cls = MultiBoxLoss(neg_pos_ratio=2)(logits, deltas, labels, targets)
+    loc, cls = multibox_loss(logits, deltas, labels, targets, neg_pos_ratio=2)
     # smooth L1: 0.5 * 0.5^2 + (2 - 0.5) = 1.625; N = 1
     assert torch.isclose(loc, torch.tensor(1.625))
     lse = lambda b: torch.log(torch.exp(torch.tensor(b)) + 2)  # noqa: E731
@@ -119,7 +152,7 @@ def test_zero_positive_batch_gives_zero_not_nan():
     logits = torch.randn(2, PRIORS.shape[0], 21, requires_grad=True)
     deltas = torch.randn(2, PRIORS.shape[0], 4, requires_grad=True)
     labels = torch.zeros(2, PRIORS.shape[0], dtype=torch.int64)
-    loc, cls = MultiBoxLoss()(logits, deltas, labels, torch.zeros(2, PRIORS.shape[0], 4))
+    loc, cls = multibox_loss(logits, deltas, labels, torch.zeros(2, PRIORS.shape[0], 4))
     assert loc.item() == 0 and cls.item() == 0
     (loc + cls).backward()
     assert torch.isfinite(logits.grad).all() and torch.isfinite(deltas.grad).all()
@@ -141,7 +174,7 @@ def test_loss_gradients_flow():
     logits, deltas, labels, targets = make_batch(7)
     logits.requires_grad_(True)
     deltas.requires_grad_(True)
-    loc, cls = MultiBoxLoss()(logits, deltas, labels, targets)
+    loc, cls = multibox_loss(logits, deltas, labels, targets)
     (loc + cls).backward()
     used = labels > 0
     assert deltas.grad[used].abs().sum() > 0 and deltas.grad[~used].abs().sum() == 0

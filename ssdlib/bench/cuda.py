@@ -50,13 +50,13 @@ def cuda_rows(s: Settings, compile_model: bool = False) -> list[Row]:
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     peer_scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     net = torch.compile(ours) if compile_model else ours
-    loss_fn = MultiBoxLoss(3)
+    loss_fn = MultiBoxLoss(ours.priors, ours.variances, iou_threshold=0.5, neg_pos_ratio=3)
     x = normalise([i.cpu() for i in images]).to(dev).contiguous(memory_format=torch.channels_last)
     targets = [{"boxes": b * 300.0, "labels": lab} for b, lab in zip(boxes, labels)]
+    ours_targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)]
 
     def ours_step():
-        train_step(net, ours_opt, scaler, x, boxes, labels, ours.priors, ours.variances, 0.5,
-                   loss_fn, amp_dtype=amp)  # fmt: skip
+        train_step(net, loss_fn, ours_opt, x, ours_targets, scaler, amp=amp)
 
     def peer_step():
         peer_opt.zero_grad(set_to_none=True)

@@ -47,10 +47,10 @@ def _gpu_rows(quick: bool) -> list[dict]:
     boxes, labels = random_targets(batch)
     boxes, labels = [b.to(dev) for b in boxes], [lab.to(dev) for lab in labels]
     targets = [{"boxes": b * 300.0, "labels": lab} for b, lab in zip(boxes, labels)]
+    ours_targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)]
     x = normalise([i.cpu() for i in images]).to(dev).contiguous(memory_format=torch.channels_last)
     peer = copy.deepcopy(pair.peer).to(dev).train().to(memory_format=torch.channels_last)
     peer_opt = torch.optim.SGD(peer.parameters(), lr=1e-4, momentum=0.9)
-    loss_fn = MultiBoxLoss(3)
 
     def peer_step():
         peer_opt.zero_grad(set_to_none=True)
@@ -63,11 +63,11 @@ def _gpu_rows(quick: bool) -> list[dict]:
         ours = copy.deepcopy(pair.ours).to(dev).train().to(memory_format=torch.channels_last)
         net = torch.compile(ours) if compiled else ours
         opt = torch.optim.SGD(ours.parameters(), lr=1e-4, momentum=0.9)
+        loss_fn = MultiBoxLoss(ours.priors, ours.variances, iou_threshold=0.5, neg_pos_ratio=3)
 
-        def ours_step(net=net, ours=ours, opt=opt):
+        def ours_step(net=net, opt=opt, loss_fn=loss_fn):
             opt.zero_grad(set_to_none=True)
-            loc, cls = compute_loss(net, x, boxes, labels, ours.priors, ours.variances, 0.5,
-                                    loss_fn, bf16)  # fmt: skip
+            loc, cls = compute_loss(net, loss_fn, x, ours_targets, bf16)
             (loc + cls).backward()
             opt.step()
 

@@ -138,7 +138,8 @@ def train_step_row(s: Settings, pair: Pair, amp_dtype: torch.dtype | None = None
     from torch.utils.flop_counter import FlopCounterMode
 
     from ssdlib.engine.cpu_features import channels_last_for_training
-    from ssdlib.engine.trainer import _grads_finite, compute_loss
+    from ssdlib.engine.nonfinite import grads_finite
+    from ssdlib.engine.trainer import compute_loss
     from ssdlib.loss import MultiBoxLoss
 
     if amp_dtype is not None and not s.bf16[0]:
@@ -155,14 +156,14 @@ def train_step_row(s: Settings, pair: Pair, amp_dtype: torch.dtype | None = None
     peer = copy.deepcopy(pair.peer).train()
     ours_opt = torch.optim.SGD(ours.parameters(), lr=1e-4, momentum=0.9)
     peer_opt = torch.optim.SGD(peer.parameters(), lr=1e-4, momentum=0.9)
-    loss_fn = MultiBoxLoss(3)
+    loss_fn = MultiBoxLoss(ours.priors, ours.variances, iou_threshold=0.5, neg_pos_ratio=3)
+    targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)]
     peer_targets = [{"boxes": b * 300.0, "labels": lab} for b, lab in zip(boxes, labels)]
 
     def ours_step():
         ours_opt.zero_grad(set_to_none=True)
         x = normalise(images).contiguous(memory_format=layout)
-        loc, cls = compute_loss(ours, x, boxes, labels, ours.priors, ours.variances, 0.5, loss_fn,
-                                amp_dtype)  # fmt: skip
+        loc, cls = compute_loss(ours, loss_fn, x, targets, amp_dtype)
         (loc + cls).backward()
         ours_opt.step()
 
@@ -183,7 +184,7 @@ def train_step_row(s: Settings, pair: Pair, amp_dtype: torch.dtype | None = None
     if amp_dtype is None:
         # engine.train_step also guards against non-finite gradients; say what that costs here.
         params = list(ours.parameters())
-        guard_s, _ = measure_pair(lambda: _grads_finite(params), None, 3, 1)
+        guard_s, _ = measure_pair(lambda: grads_finite(params), None, 3, 1)
         note += f"; engine.train_step's non-finite gradient guard adds {guard_s * 1e3:.0f} ms"
         name, target = "train_step_b8", "<= 0.8x"
     else:

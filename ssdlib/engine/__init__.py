@@ -1,7 +1,7 @@
-"""Training and evaluation: the loop (:mod:`.trainer`), checkpoints (:mod:`.checkpoint`), LR
-schedule (:mod:`.schedule`), DDP (:mod:`.distributed`), deterministic data order
-(:mod:`.sampling`), datasets from configs (:mod:`.datasets`), evaluation (:mod:`.evaluator`)
-and the ``train`` / ``eval`` / ``demo`` commands."""
+"""Training and evaluation: the loop (:mod:`.trainer`; its NaN/inf guards: :mod:`.nonfinite`),
+checkpoints (:mod:`.checkpoint`), LR schedule (:mod:`.schedule`), DDP (:mod:`.distributed`),
+deterministic data order (:mod:`.sampling`), datasets from configs (:mod:`.datasets`),
+evaluation (:mod:`.evaluator`) and the ``train`` / ``eval`` / ``demo`` commands."""
 
 from ssdlib.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ssdlib.engine.errors import NonFiniteLossError

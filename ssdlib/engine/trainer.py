@@ -2,7 +2,9 @@
 
 One iteration = load a batch (indices and augmentation seeds from ``(seed, iteration)``, see
 :mod:`.sampling`) -> forward under autocast -> match + encode the targets on the model's
-device (batched) -> MultiBox loss -> non-finite checks -> backward -> step -> LR schedule.
+device (batched) -> MultiBox loss -> non-finite checks -> backward -> step -> LR schedule. The
+loss (:class:`~ssdlib.loss.MultiBoxLoss`) is built once per run and holds the priors, variances
+and matching rule, so a step is ``train_step(net, loss_fn, optimizer, images, targets)``.
 
 Non-finite values: a NaN/inf loss is detected BEFORE backward (agreed across DDP ranks); the
 step is skipped, BatchNorm running statistics are restored (the forward pass already moved
@@ -27,11 +29,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ssdlib.boxes import encode
 from ssdlib.config import Config, dump_config
 from ssdlib.data import collate
 from ssdlib.engine.checkpoint import (
@@ -45,8 +45,14 @@ from ssdlib.engine.cpu_features import channels_last_for_training
 
 # cpu_has_native_bf16 and check_checkpoint moved (to .device, .resume); still importable here.
 from ssdlib.engine.device import cpu_has_native_bf16, resolve_amp, resolve_device  # noqa: F401
-from ssdlib.engine.distributed import DistInfo, all_reduce_max, barrier, init_distributed
+from ssdlib.engine.distributed import DistInfo, barrier, init_distributed
 from ssdlib.engine.errors import NonFiniteLossError
+from ssdlib.engine.nonfinite import (
+    batchnorm_snapshot,
+    finite_on_all_ranks,
+    grads_finite,
+    restore_snapshot,
+)
 from ssdlib.engine.outdir import OutputLock, check_output_dir
 from ssdlib.engine.resume import (
     changed_schedule,
@@ -59,11 +65,9 @@ from ssdlib.engine.run_log import MetricsLogger
 from ssdlib.engine.sampling import IterationBatchSampler, SeededDataset
 from ssdlib.engine.schedule import build_optimizer, build_scheduler
 from ssdlib.loss import MultiBoxLoss
-from ssdlib.matching import match_batch
 from ssdlib.model import SSD, build_model
 
-__all__ = ["NonFiniteLossError", "StepResult", "TrainResult", "prepare_targets", "train",
-           "train_step"]
+__all__ = ["NonFiniteLossError", "StepResult", "TrainResult", "compute_loss", "train", "train_step"]
 
 
 @dataclass
@@ -76,6 +80,11 @@ class StepResult:
     def loss(self) -> float:
         return self.loc + self.cls
 
+    @classmethod
+    def of(cls, loc: torch.Tensor, cls_loss: torch.Tensor, skipped: str | None = None) -> StepResult:
+        """From the step's loss tensors (one device-to-host copy each)."""
+        return cls(float(loc.detach()), float(cls_loss.detach()), skipped)
+
 
 @dataclass
 class TrainResult:
@@ -85,102 +94,54 @@ class TrainResult:
     losses: list[float]  # total loss of every iteration this call ran (nan when skipped)
 
 
-def prepare_targets(
-    gt_boxes: list[torch.Tensor],
-    gt_labels: list[torch.Tensor],
-    priors: torch.Tensor,
-    variances: tuple[float, float],
-    iou_threshold: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Matched labels ``(B, P)`` and encoded regression targets ``(B, P, 4)`` of a batch.
-
-    Degenerate ground truth (NaN/inf coordinates, zero or negative width/height) is dropped
-    first: the datasets already remove it, but a custom dataset or transform may not, and the
-    encoder's ``log(w / prior_w)`` would turn such a box into inf/NaN targets.
-    """
-    kept_boxes, kept_labels = [], []
-    for boxes, labels in zip(gt_boxes, gt_labels):
-        ok = torch.isfinite(boxes).all(dim=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        kept_boxes.append(boxes[ok])
-        kept_labels.append(labels[ok])
-    labels, matched = match_batch(kept_boxes, kept_labels, priors, iou_threshold)
-    # Background priors' targets are never read by the loss; zero them rather than keep the
-    # -inf that encoding an empty image's all-zero "matches" gives.
-    target = torch.where((labels > 0)[..., None], encode(matched, priors, variances), 0.0)
-    return labels, target
-
-
 def compute_loss(
     model: nn.Module,
-    images: torch.Tensor,
-    gt_boxes: list[torch.Tensor],
-    gt_labels: list[torch.Tensor],
-    priors: torch.Tensor,
-    variances: tuple[float, float],
-    iou_threshold: float,
     loss_fn: MultiBoxLoss,
+    images: torch.Tensor,
+    targets: list[dict[str, torch.Tensor]],
     amp_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loc, cls) MultiBox losses of a batch.
+    """(loc, cls) MultiBox losses of a batch: the forward pass under autocast, the loss in float32.
 
     Args:
-        images: (B, 3, S, S) normalised; gt_boxes: B tensors (G_b, 4) xyxy relative;
-        gt_labels: B tensors (G_b,) in 1..C; priors: (P, 4) cx, cy, w, h — all on one device.
+        images: (B, 3, S, S) normalised; targets: B dicts with "boxes" (G_b, 4) xyxy relative and
+        "labels" (G_b,) in 1..C — on the device of the model and of ``loss_fn``'s priors.
     """
     with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         cls_logits, box_deltas = model(images)
-    with torch.no_grad():
-        labels, target = prepare_targets(gt_boxes, gt_labels, priors, variances, iou_threshold)
-    return loss_fn(cls_logits, box_deltas, labels, target)
+    return loss_fn(cls_logits, box_deltas, [t["boxes"] for t in targets], [t["labels"] for t in targets])
 
 
-def _grads_finite(params: list[torch.Tensor]) -> bool:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return True
-    # One fused norm per tensor: NaN/inf anywhere makes its norm non-finite. A per-tensor
-    # isfinite(g).all() allocates a bool copy of every gradient (~1 s per SSD300 CPU step).
-    return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
-
-
-def train_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    images: torch.Tensor,
-    gt_boxes: list[torch.Tensor],
-    gt_labels: list[torch.Tensor],
-    priors: torch.Tensor,
-    variances: tuple[float, float],
-    iou_threshold: float,
-    loss_fn: MultiBoxLoss,
-    amp_dtype: torch.dtype | None = None,
-    dist_info: DistInfo | None = None,
-) -> StepResult:
+def train_step(model, loss_fn, optimizer, images, targets, scaler=None, amp=None, ddp=None) -> StepResult:
     """One optimisation step; leaves parameters (and BatchNorm statistics) untouched when the
-    loss or the gradients are not finite. Shapes as in :func:`compute_loss`."""
-    bn_stats = [b for m in model.modules() if isinstance(m, _BatchNorm) for b in m.buffers()]
-    saved = [b.clone() for b in bn_stats]
+    loss or the gradients are not finite. (Types below: they would not fit on the one line.)
+
+    Args:
+        model (nn.Module): the network, maybe DDP-wrapped or compiled.
+        loss_fn (MultiBoxLoss): holds the priors, variances and matching rule.
+        optimizer (torch.optim.Optimizer).
+        images, targets: as in :func:`compute_loss`.
+        scaler (torch.amp.GradScaler | None): fp16's loss scaler; None: no scaling.
+        amp (torch.dtype | None): the autocast dtype (bf16, fp16); None: float32.
+        ddp (DistInfo | None): the DDP ranks, which must agree on skipping; None: one process.
+    """
+    scaler = scaler if scaler is not None else torch.amp.GradScaler(images.device.type, enabled=False)
+    bn_stats = batchnorm_snapshot(model)
     optimizer.zero_grad(set_to_none=True)
-    loc, cls = compute_loss(model, images, gt_boxes, gt_labels, priors, variances,
-                            iou_threshold, loss_fn, amp_dtype)  # fmt: skip
+    loc, cls = compute_loss(model, loss_fn, images, targets, amp)
     loss = loc + cls
-    bad = 0.0 if bool(torch.isfinite(loss)) else 1.0
-    if all_reduce_max(bad, images.device, dist_info or DistInfo()) > 0:
-        with torch.no_grad():
-            for b, s in zip(bn_stats, saved):
-                b.copy_(s)
-        return StepResult(float(loc.detach()), float(cls.detach()), skipped="loss")
+    if not finite_on_all_ranks(loss, ddp):  # checked before backward: no NaN weights
+        restore_snapshot(bn_stats)
+        return StepResult.of(loc, cls, skipped="loss")
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)  # true gradients, for the check (a no-op without fp16)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    if not _grads_finite(params):  # DDP averaged the gradients: every rank agrees
+    if not grads_finite([p for g in optimizer.param_groups for p in g["params"]]):  # DDP: all agree
         optimizer.zero_grad(set_to_none=True)
         scaler.update()  # lowers the fp16 scale; nothing to do without a scaler
-        return StepResult(float(loc.detach()), float(cls.detach()), skipped="grad")
+        return StepResult.of(loc, cls, skipped="grad")
     scaler.step(optimizer)
     scaler.update()
-    return StepResult(float(loc.detach()), float(cls.detach()))
+    return StepResult.of(loc, cls)
 
 
 @dataclass
@@ -189,6 +150,7 @@ class _Run:
 
     model: SSD
     net: nn.Module  # the model, DDP-wrapped and/or compiled
+    loss_fn: MultiBoxLoss  # holds the priors (on the device) and the matching rule
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
@@ -217,7 +179,8 @@ def _build_run(cfg: Config, device: torch.device, info: DistInfo, ckpt: dict | N
                                 t.lr_schedule, t.max_iter)
     amp_dtype = resolve_amp(t.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    run = _Run(model, model, optimizer, scheduler, scaler, amp_dtype, device, info,
+    loss_fn = MultiBoxLoss(model.priors, tuple(cfg.priors.variances), t.iou_threshold, t.neg_pos_ratio)
+    run = _Run(model, model, loss_fn, optimizer, scheduler, scaler, amp_dtype, device, info,
                channels_last=channels_last)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -280,6 +243,18 @@ def _save(run: _Run, cfg: Config, out: Path, iteration: int) -> Path:
     return save_checkpoint(state, out, iteration, cfg.train.keep_checkpoints)
 
 
+def _to_device(
+    images: torch.Tensor, targets: list[dict], device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """A batch from the loader on ``device`` (asynchronously from pinned memory): images
+    (B, 3, S, S) in the training layout, the targets' "boxes" and "labels"."""
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, [{"boxes": t["boxes"].to(device, non_blocking=True),
+                     "labels": t["labels"].to(device, non_blocking=True)} for t in targets]  # fmt: skip
+
+
 def _log_row(window: list[StepResult], iteration: int, lr: float, tic: float) -> dict[str, float]:
     n = len(window)
     return {
@@ -299,20 +274,14 @@ def _train_loop(
     """Iterations ``start_iter + 1 ..``: step, schedule, non-finite accounting, log rows,
     periodic evaluation and checkpoints. Returns (per-iteration losses, last checkpoint)."""
     t, info, model = cfg.train, run.info, run.model
-    loss_fn = MultiBoxLoss(t.neg_pos_ratio)
-    variances = tuple(cfg.priors.variances)
     losses: list[float] = []
     bad_in_row, tic = 0, time.perf_counter()
     run.net.train()
     for iteration, (images, targets) in enumerate(loader, start=run.start_iter + 1):
-        images = images.to(run.device, non_blocking=True)
-        if run.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        boxes = [tg["boxes"].to(run.device, non_blocking=True) for tg in targets]
-        labels = [tg["labels"].to(run.device, non_blocking=True) for tg in targets]
+        images, targets = _to_device(images, targets, run.device, run.channels_last)
         lr = run.optimizer.param_groups[0]["lr"]
-        res = train_step(run.net, run.optimizer, run.scaler, images, boxes, labels, model.priors,
-                         variances, t.iou_threshold, loss_fn, run.amp_dtype, info)  # fmt: skip
+        res = train_step(run.net, run.loss_fn, run.optimizer, images, targets, run.scaler, run.amp_dtype,
+                         info)  # fmt: skip
         with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()" after a
             warnings.simplefilter("ignore", UserWarning)  # skipped step: intended here
             run.scheduler.step()  # the LR is a function of the iteration, skipped or not

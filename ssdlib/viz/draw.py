@@ -60,14 +60,18 @@ def draw_detections(
     return F.to_pil_image(drawn)
 
 
-def plot_losses(log_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Any:
+def plot_losses(
+    log_path: str | os.PathLike, out_path: str | os.PathLike | None = None, ax: Any = None
+) -> Any:
     """Loss curves (total, localisation, confidence) and the LR of a training run.
 
     Args:
         log_path: a ``metrics.jsonl`` file or the output folder holding it.
         out_path: where to save a PNG (optional).
+        ax: a matplotlib ``Axes`` to draw the loss curves into, without the LR panel (e.g. a
+            plot redrawn while training runs); None: a new figure with both panels.
     Returns:
-        The matplotlib figure.
+        The matplotlib figure (``ax``'s when given).
     """
     import matplotlib.pyplot as plt
 
@@ -77,17 +81,28 @@ def plot_losses(log_path: str | os.PathLike, out_path: str | os.PathLike | None 
     if not rows:
         raise ValueError(f"{log_path}: no training metrics to plot")
     it = [r["iteration"] for r in rows]
-    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 5), sharex=True,
-                                    gridspec_kw={"height_ratios": [3, 1]})  # fmt: skip
-    for key, name in (("loss", "total"), ("loc_loss", "localisation"), ("cls_loss", "confidence")):
-        ax.plot(it, [r[key] for r in rows], label=name)
-    ax.set(ylabel="loss", yscale="log", title=f"training loss ({Path(log_path).name})")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    ax_lr.plot(it, [r["lr"] for r in rows], color="tab:gray")
-    ax_lr.set(xlabel="iteration", ylabel="lr")
-    ax_lr.grid(alpha=0.3)
-    fig.tight_layout()
+    if ax is not None:
+        _loss_curves(ax, it, rows)
+        ax.set(xlabel="iteration")
+        fig = ax.figure
+    else:
+        fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 5), sharex=True,
+                                        gridspec_kw={"height_ratios": [3, 1]})  # fmt: skip
+        _loss_curves(ax, it, rows)
+        ax.set(title=f"training loss ({Path(log_path).name})")
+        ax_lr.plot(it, [r["lr"] for r in rows], color="tab:gray")
+        ax_lr.set(xlabel="iteration", ylabel="lr")
+        ax_lr.grid(alpha=0.3)
+        fig.tight_layout()
     if out_path is not None:
         fig.savefig(out_path, dpi=100)
     return fig
+
+
+def _loss_curves(ax: Any, iterations: list[int], rows: list[dict[str, float]]) -> None:
+    """The three loss curves of the metrics ``rows`` (each the mean of its logging window)."""
+    for key, name in (("loss", "total"), ("loc_loss", "localisation"), ("cls_loss", "confidence")):
+        ax.plot(iterations, [r[key] for r in rows], label=name)
+    ax.set(ylabel="loss", yscale="log")
+    ax.legend()
+    ax.grid(alpha=0.3)

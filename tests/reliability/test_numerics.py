@@ -19,8 +19,7 @@ from ssdlib.engine.checkpoint import latest_checkpoint, load_checkpoint
 from ssdlib.engine.datasets import build_train_dataset
 from ssdlib.engine.run_log import read_metrics
 from ssdlib.engine.sampling import batch_items
-from ssdlib.engine.trainer import prepare_targets
-from ssdlib.loss import MultiBoxLoss
+from ssdlib.loss import MultiBoxLoss, prepare_targets
 from ssdlib.model import build_model
 
 
@@ -80,8 +79,9 @@ def _batch(cfg, n: int = 2):
 
 
 def _step(model, opt, scaler, images, boxes, labels, amp_dtype=None):
-    return train_step(model, opt, scaler, images, boxes, labels, model.priors, (0.1, 0.2), 0.5,
-                      MultiBoxLoss(3), amp_dtype)  # fmt: skip
+    targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)]
+    loss_fn = MultiBoxLoss(model.priors, (0.1, 0.2), iou_threshold=0.5, neg_pos_ratio=3)
+    return train_step(model, loss_fn, opt, images, targets, scaler, amp=amp_dtype)
 
 
 def test_non_finite_gradients_skip_the_step_and_leave_weights_alone(tmp_path):
