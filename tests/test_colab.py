@@ -79,7 +79,7 @@ def test_anchor_explorer_and_slider_work_with_ipywidgets_7(colab):
         assert overlay.state["objects"]["uncovered"].tolist() == [1], overlay.state["objects"]
         assert overlay.objects_picture.value[:8] == explorer.picture.value[:8]  # a PNG too
         overlay.min_size.value = 20
-        assert overlay.grid([{"map_index": 4}, {"show": "objects"}]).axes[1].get_title().startswith(
+        assert overlay.grid([{{"map_index": 4}}, {{"show": "objects"}}]).axes[1].get_title().startswith(
             "2 objects, 1 below IoU 0.5")
         slider = ipywidgets.FloatSlider(0.5, min=0.02, max=0.95, step=0.01)
         seen = []
