@@ -30,12 +30,13 @@
 # - where SSD's **8732** default boxes come from: 6 feature maps × locations × shapes;
 # - the paper's **scale formula** and how the shipped configs deviate from it;
 # - aspect ratios and the extra box $s'_k$;
-# - how to look at any box with the **anchor explorer** widget;
+# - how to look at any box with the **anchor explorer** widget, and which objects of a dataset
+#   no box fits;
 # - why COCO uses smaller boxes, and how SSD512 gets **24564** boxes.
 #
 # Library functions used: `ssdlib.priors.generate_priors`, `location_priors`, `boxes_per_location`,
 # `priors_per_map`, `ssdlib.viz.anchors.paper_scales`, `priors_at`, `prior_index`,
-# `ssdlib.viz.anchor_explorer.AnchorExplorer`.
+# `ssdlib.viz.anchor_explorer.AnchorExplorer`, `ssdlib.anchors.coverage.dataset_objects`.
 
 # %% tags=["nbval-check-output"]
 # Colab only: install the ssdlib package (Colab's own torch, torchvision and ipywidgets stay as
@@ -237,15 +238,26 @@ fig_priors_per_map("ssd300_voc")
 #
 # Pick a map and a location with the sliders, change the sizes and the ratios of that map, or
 # switch to **matching** to see which priors a ground-truth box gets at a chosen IoU threshold
-# (and their encoded targets; notebook 03 explains both). The line under the picture says what is
-# drawn.
+# (and their encoded targets; notebook 03 explains both). The line under the pictures says what
+# is drawn.
+#
+# The second picture is a **dataset overlay**: the objects of 100 Shapes test images, rendered at
+# 300 px, as points in the (width, height) plane, over the shapes of the priors (crosses, one
+# colour per map, the chosen map's bold). Red points are the objects whose best IoU with any
+# prior stays below `train.iou_threshold` (0.5): they get only the forced best-prior match in
+# training. The best IoUs come from `ssdlib.anchors.coverage`, the code behind
+# `python -m ssdlib anchors analyze` (notebook 07), and follow the controls: change a map's sizes
+# or ratios and the overlay is recomputed.
 
 # %% tags=["nbval-ignore-output"]
+from ssdlib.anchors.coverage import dataset_objects
 from ssdlib.data import ShapesDataset
 from ssdlib.viz.anchor_explorer import AnchorExplorer
 
 image, target = ShapesDataset("test", 8, image_size=300)[7]
-explorer = AnchorExplorer(p, image, gt_boxes=target["boxes"] / 300)
+objects = dataset_objects(ShapesDataset("test", 100, image_size=300))  # (G_i, 4) relative xyxy
+explorer = AnchorExplorer(p, image, gt_boxes=target["boxes"] / 300, objects=objects,
+                          iou_threshold=cfg.train.iou_threshold)
 explorer
 
 # %% tags=["nbval-check-output"]
@@ -253,9 +265,35 @@ explorer
 print(explorer.state["text"])
 
 # %% [markdown]
+# The last line counts the overlay's red points: with SSD300's priors, 50 of the 332 Shapes
+# objects have no prior at IoU ≥ 0.5.
+#
+# A widget needs a running kernel; GitHub and other static viewers show nothing in its place.
+# `explorer.grid` draws chosen states of the same explorer into one figure (each panel's title is
+# its status line): the centre and a corner of the 38×38 map, the corner of the 3×3 map, ratio 3
+# added on map 0, the priors matched to object 0 at IoU 0.5 and 0.3, and the overlay with the
+# config's priors and with map 0's smallest box shrunk from 30 to 20 px.
+
+# %% tags=["nbval-check-output"]
+explorer.grid([
+    {},
+    {"row": 0, "col": 0},
+    {"map_index": 4, "row": 0, "col": 0},
+    {"ratios": (2.0, 3.0)},
+    {"mode": "matching", "iou": 0.5},
+    {"mode": "matching", "iou": 0.3},
+    {"show": "objects"},
+    {"min_size": 20.0, "show": "objects"},
+], ncols=4)
+
+# %% [markdown]
+# At IoU 0.3 object 0 gets many more priors than at 0.5 (the titles count them). In the overlay
+# the red objects are the small ones, around and below map 0's 30 px squares; with 20 px squares
+# only 3 stay red.
+#
 # Things to try: move the 38×38 map's location to a corner (the boxes are clipped), add ratio 3
 # on map 0 and watch the total grow by 2 × 38² = 2888, switch to *matching* and lower the IoU
-# threshold to 0.3.
+# threshold to 0.3, shrink map 0's min size and watch the red points of the overlay.
 #
 # ## COCO's smaller boxes
 #

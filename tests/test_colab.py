@@ -73,6 +73,14 @@ def test_anchor_explorer_and_slider_work_with_ipywidgets_7(colab):
         explorer.row.value = 3
         assert explorer.state["map"] == 2 and explorer.state["location"][0] == 3, explorer.state
         assert explorer.picture.value[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+        import torch
+        objects = [torch.tensor([[0.1, 0.1, 0.4, 0.5], [0.5, 0.5, 0.51, 0.51]])]  # the 3 px one: uncovered
+        overlay = AnchorExplorer(load_config("ssd300_voc").priors, objects=objects)
+        assert overlay.state["objects"]["uncovered"].tolist() == [1], overlay.state["objects"]
+        assert overlay.objects_picture.value[:8] == explorer.picture.value[:8]  # a PNG too
+        overlay.min_size.value = 20
+        assert overlay.grid([{{"map_index": 4}}, {{"show": "objects"}}]).axes[1].get_title().startswith(
+            "2 objects, 1 below IoU 0.5")
         slider = ipywidgets.FloatSlider(0.5, min=0.02, max=0.95, step=0.01)
         seen = []
         ipywidgets.interactive(lambda threshold: seen.append(threshold), threshold=slider)

@@ -155,3 +155,90 @@ def test_anchor_explorer_state_follows_the_controls():
     ex.iou.value = 0.3
     assert len(ex.state["indices"]) > strict
     assert ex.state["text"].startswith(f"object 0: {len(ex.state['indices'])} matched priors")
+
+
+def _explorer_with_objects(objects, **kw):
+    pytest.importorskip("ipywidgets")
+    from ssdlib.viz.anchor_explorer import AnchorExplorer
+
+    return AnchorExplorer(load_config("ssd300_voc").priors, objects=objects, **kw)
+
+
+def _overlay_points(ex, gid):
+    """The (w, h) points the overlay draws for the "covered" or "uncovered" set."""
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    ex.draw_objects_on(ax, ex.state)
+    (points,) = [c for c in ax.collections if c.get_gid() == gid]
+    return torch.as_tensor(points.get_offsets().data, dtype=torch.float32)
+
+
+def test_explorer_overlay_highlights_what_anchors_analyze_finds_uncovered():
+    from ssdlib.anchors.coverage import analyze_boxes, dataset_objects
+    from ssdlib.data import ShapesDataset
+
+    cfg = load_config("ssd300_voc")
+    # A box equal to one prior (IoU 1) and a 3 x 3 px box (no prior near IoU 0.5) make the
+    # expected answer plain for two objects, whatever the coverage code says.
+    prior = cxcywh_to_xyxy(priors_at(cfg.priors, 1, 9, 9))[0]
+    tiny = torch.tensor([0.50, 0.50, 0.51, 0.51])
+    shapes = dataset_objects(ShapesDataset("test", 24, image_size=300))
+    objects = [torch.stack([prior, tiny]), *shapes]
+    ex = _explorer_with_objects(objects, iou_threshold=cfg.train.iou_threshold)
+
+    def expected():
+        r = analyze_boxes(objects, generate_priors(ex.current_config()), cfg.train.iou_threshold, 300)
+        return r, torch.nonzero(~r.covered).flatten()
+
+    r, uncovered = expected()
+    state = ex.state["objects"]
+    assert torch.equal(state["uncovered"], uncovered) and 1 in uncovered and 0 not in uncovered
+    assert 0 < len(uncovered) < len(r.best_iou) // 2
+    assert torch.equal(state["best_iou"], r.best_iou) and torch.allclose(state["wh"], r.wh)
+    assert f"{len(r.best_iou)} objects, {len(uncovered)} with no prior at IoU &gt;= 0.5" in ex.status.value
+    # The picture draws exactly those points in the highlighted set, and the others apart.
+    assert torch.equal(_overlay_points(ex, "uncovered"), r.wh[uncovered].clamp(min=0.5))
+    assert len(_overlay_points(ex, "covered")) == len(r.wh) - len(uncovered)
+
+    # A new location keeps the overlay; smaller boxes on map 0 cover more small objects.
+    overlay_png = bytes(ex.objects_picture.value)
+    ex.col.value = 3
+    assert bytes(ex.objects_picture.value) == overlay_png
+    ex.min_size.value = 20
+    r_small, uncovered_small = expected()
+    assert torch.equal(ex.state["objects"]["uncovered"], uncovered_small)
+    assert len(uncovered_small) < len(uncovered) and 1 in uncovered_small
+    assert torch.equal(_overlay_points(ex, "uncovered"), r_small.wh[uncovered_small].clamp(min=0.5))
+    assert bytes(ex.objects_picture.value) != overlay_png
+
+
+def test_explorer_without_objects_has_no_overlay():
+    pytest.importorskip("ipywidgets")
+    from ssdlib.viz.anchor_explorer import AnchorExplorer
+
+    ex = AnchorExplorer(load_config("shapes").priors)
+    assert "objects" not in ex.state and "data:" not in ex.state["text"]
+    assert ex.objects_picture not in ex.widget.children[1].children
+
+
+def test_explorer_grid_draws_each_state_and_restores_the_controls():
+    ex = _explorer_with_objects([torch.tensor([[0.1, 0.1, 0.4, 0.5], [0.5, 0.5, 0.52, 0.53]])],
+                                gt_boxes=torch.tensor([[0.1, 0.2, 0.6, 0.7]]))  # fmt: skip
+    ex.row.value = 7
+    before, text = ex.controls(), ex.state["text"]
+    fig = ex.grid([{"map_index": 4, "row": 0, "col": 0},
+                   {"map_index": 0, "min_size": 12.0},
+                   {"mode": "matching", "iou": 0.3},
+                   {"map_index": 0, "min_size": 12.0, "show": "objects"}], ncols=3)  # fmt: skip
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "map 4 (3x3) at (0, 0): 4 boxes"
+    assert titles[1] == "map 0 (38x38) at (7, 19): 4 boxes\nmap 0: min 12, max 60, ratios [2.0]"
+    ex.set_controls({"mode": "matching", "iou": 0.3})
+    assert titles[2] == f"object 0: {len(ex.state['indices'])} priors at IoU ≥ 0.30"
+    assert titles[3].startswith("2 objects, 1 below IoU 0.5\nmap 0: min 12")
+    assert titles[4:] == ["", ""] and not fig.axes[5].axison  # the unused panels stay blank
+    ex.set_controls(before)
+    assert ex.controls() == before and ex.state["text"] == text
+    with pytest.raises(KeyError, match="unknown controls"):
+        ex.set_controls({"zoom": 2})

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import torch
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from ssdlib.anchors.coverage import CoverageResult
 from ssdlib.config import PriorsConfig
@@ -25,28 +26,48 @@ def prior_shapes(cfg: PriorsConfig) -> list[tuple[int, float, float]]:
     return out
 
 
+def draw_objects_vs_priors(ax, wh: torch.Tensor, covered: torch.Tensor, iou_threshold: float,
+                           cfg: PriorsConfig, emphasise_map: int | None = None) -> None:  # fmt: skip
+    """The objects' (w, h) as points over the priors' shapes (crosses, one colour per map), on
+    log axes; the objects without a prior at IoU >= ``iou_threshold`` in red.
+
+    Args:
+        wh: (N, 2) objects' width and height in input pixels.
+        covered: (N,) bool, best IoU >= ``iou_threshold`` (:class:`CoverageResult.covered`).
+        emphasise_map: draw this map's shapes larger (the explorer's chosen map).
+    The two point sets carry ``gid`` "covered" and "uncovered", so tests can read them back.
+    """
+    wh = wh.clamp(min=0.5)  # log axes: a degenerate box still shows
+    ax.scatter(wh[covered, 0], wh[covered, 1], s=4, c="tab:blue", alpha=0.35, lw=0, gid="covered",
+               label=f"covered ({int(covered.sum())})")  # fmt: skip
+    ax.scatter(wh[~covered, 0], wh[~covered, 1], s=7, c="tab:red", alpha=0.7, lw=0, gid="uncovered",
+               label=f"best IoU < {iou_threshold:g} ({int((~covered).sum())})")  # fmt: skip
+    dens = densify_factors(cfg.densify, len(cfg.feature_maps))
+    colours = [f"C{i + 2}" for i in range(len(cfg.feature_maps))]
+    for k, w, h in prior_shapes(cfg):
+        big = k == emphasise_map
+        ax.scatter([w], [h], marker="x", s=110 if big else 60, c=colours[k], lw=3 if big else 2)
+    for k in range(len(cfg.feature_maps)):
+        ax.scatter([], [], marker="x", c=colours[k],
+                   label=f"priors map {k} ({cfg.feature_maps[k]}², densify {dens[k]})")  # fmt: skip
+    ax.set(xscale="log", yscale="log", xlabel="width (input px)", ylabel="height (input px)")
+    # Powers of two in plain numbers: sizes read as pixels, not as 2 x 10^1.
+    ticks = [2**e for e in range(1, 12)]
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FixedFormatter([str(t) for t in ticks]))
+        axis.set_minor_locator(NullLocator())
+    ax.legend(fontsize=7, loc="upper left")
+
+
 def coverage_figure(result: CoverageResult, report: dict, cfg: PriorsConfig):
     """A two-panel matplotlib figure (Agg)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 4.6), layout="constrained")
     ax, bx = fig.subplots(1, 2, width_ratios=[1.2, 1])
-    covered = result.covered
-    wh = result.wh.clamp(min=0.5)
-    ax.scatter(wh[covered, 0], wh[covered, 1], s=4, c="tab:blue", alpha=0.35, lw=0,
-               label=f"covered ({int(covered.sum())})")  # fmt: skip
-    ax.scatter(wh[~covered, 0], wh[~covered, 1], s=7, c="tab:red", alpha=0.7, lw=0,
-               label=f"best IoU < {result.iou_threshold:g} ({int((~covered).sum())})")  # fmt: skip
-    dens = densify_factors(cfg.densify, len(cfg.feature_maps))
-    colours = [f"C{i + 2}" for i in range(len(cfg.feature_maps))]
-    for k, w, h in prior_shapes(cfg):
-        ax.scatter([w], [h], marker="x", s=60, c=colours[k], lw=2)
-    for k in range(len(cfg.feature_maps)):
-        ax.scatter([], [], marker="x", c=colours[k],
-                   label=f"priors map {k} ({cfg.feature_maps[k]}², densify {dens[k]})")  # fmt: skip
-    ax.set(xscale="log", yscale="log", xlabel="width (input px)", ylabel="height (input px)",
-           title=f"{report['num_objects']} objects vs {report['num_priors']} priors")  # fmt: skip
-    ax.legend(fontsize=7, loc="upper left")
+    draw_objects_vs_priors(ax, result.wh, result.covered, result.iou_threshold, cfg)
+    ax.set_title(f"{report['num_objects']} objects vs {report['num_priors']} priors")
     bins = [b for b in report["by_size"] if b["count"]]
     xs = range(len(bins))
     bx.bar(xs, [100 * b["coverage"] for b in bins], color="tab:blue")
