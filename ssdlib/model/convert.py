@@ -81,6 +81,8 @@ __all__ = [
     "state_dict_from_amdegroot",
     "state_dict_from_lufficc",
     "state_dict_from_torchvision_ssd",
+    "state_dict_from_torchvision_ssdlite",
+    "mobilenet_v3_large_from_torchvision",
     "torchvision_default_boxes",
     "vgg16_reduced_from_torchvision",
 ]
@@ -211,6 +213,69 @@ def state_dict_from_torchvision_ssd(state_dict: Mapping[str, torch.Tensor]) -> d
                                "head.cls_heads.", "head.reg_heads.")):  # fmt: skip
             raise CheckpointError(f"not a torchvision ssd300_vgg16 state dict: key {key!r}")
         out[new] = value
+    return out
+
+
+# torchvision's SSDLite320 head keys -> ssdlib's; its backbone keys are ssdlib's already
+# (:class:`ssdlib.model.ssdlite.MobileNetV3Backbone` mirrors SSDLiteFeatureExtractorMobileNet).
+_SSDLITE_HEAD_RENAMES = {
+    "head.classification_head.module_list.": "head.cls_heads.",
+    "head.regression_head.module_list.": "head.reg_heads.",
+}
+# Index of MobileNetV3-Large's last strided block ("C4") in ``mobilenet_v3_large().features``,
+# where SSDLite cuts its first map (:func:`ssdlib.model.ssdlite.c4_position` finds the same).
+MOBILENET_V3_LARGE_C4 = 13
+
+
+def state_dict_from_torchvision_ssdlite(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """ssdlib SSD keys from a ``torchvision.models.detection.ssdlite320_mobilenet_v3_large`` state
+    dict: the heads' ``module_list`` become ``cls_heads`` / ``reg_heads``, the rest is unchanged."""
+    out = {}
+    for key, value in state_dict.items():
+        new = key
+        for old, repl in _SSDLITE_HEAD_RENAMES.items():
+            if key.startswith(old):
+                new = repl + key[len(old):]
+                break
+        if not new.startswith(("backbone.features.", "backbone.extra.", "head.cls_heads.",
+                               "head.reg_heads.")):  # fmt: skip
+            raise CheckpointError(f"not a torchvision ssdlite320_mobilenet_v3_large state dict: key {key!r}")
+        out[new] = value
+    return out
+
+
+def _mobilenet_key(index: int, rest: str, c4: int) -> str:
+    """:class:`~ssdlib.model.ssdlite.MobileNetV3Backbone` key of ``features.{index}.{rest}``."""
+    if index < c4:
+        return f"features.0.{index}.{rest}"
+    if index > c4:
+        return f"features.1.{index - c4}.{rest}"
+    # C4 itself is split: its expansion ends map 0, the rest of its block starts map 1.
+    match = re.fullmatch(r"block\.(\d+)\.(.+)", rest)
+    if match is None:
+        raise CheckpointError(f"mobilenet_v3_large features.{c4}.{rest}: expected block.N.*")
+    j = int(match[1])
+    return f"features.0.{c4}.{match[2]}" if j == 0 else f"features.1.0.{j - 1}.{match[2]}"
+
+
+def mobilenet_v3_large_from_torchvision(
+    state_dict: Mapping[str, torch.Tensor], c4: int = MOBILENET_V3_LARGE_C4
+) -> dict[str, torch.Tensor]:
+    """:class:`~ssdlib.model.ssdlite.MobileNetV3Backbone` weights (``features.*``; the extra
+    blocks are not included) from a torchvision ``mobilenet_v3_large`` state dict (ImageNet
+    ``IMAGENET1K_V1``); its classifier is dropped.
+
+    Raises:
+        CheckpointError: a key outside ``features.*`` / ``classifier.*``.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith("classifier."):
+            continue
+        match = re.fullmatch(r"features\.(\d+)\.(.+)", key)
+        if match is None:
+            raise CheckpointError(f"not a torchvision mobilenet_v3_large state dict: key {key!r}")
+        out[_mobilenet_key(int(match[1]), match[2], c4)] = value
     return out
 
 
