@@ -34,6 +34,14 @@ torchvision's SSD300 (:func:`ssdlib.model.ssd300_from_torchvision`): ssdlib's VG
 * Input: torchvision normalises, then resizes bilinearly to 300x300; ssdlib resizes, then
   normalises (same mean: 0.48235.. x 255, std 1 on 0..255 pixels).
 
+torchvision's SSDLite320 (:func:`ssdlib.model.ssdlite320_from_torchvision`): ssdlib's
+MobileNetV3 backbone has torchvision's module names, so only the heads are renamed
+(:func:`state_dict_from_torchvision_ssdlite`); its default boxes come out of the config
+``ssdlite320_coco`` exactly (no centre lies past the border at 320 px), and the box clamp and
+post-processing notes above hold with its settings (score > 0.001, top 300 per class, NMS 0.55,
+300 kept). ImageNet MobileNetV3-Large (:func:`mobilenet_v3_large_from_torchvision`): ``features.N``
+by index, C4 (block 13) split between the first two maps as SSDLite splits it.
+
 Reference layouts (both build VGG with the same ``add_vgg``/``vgg`` list, background = class 0,
 heads flattened with ``permute(0, 2, 3, 1).view(B, -1, K)`` like :class:`ssdlib.model.SSDHead`):
 
