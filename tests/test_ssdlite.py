@@ -156,7 +156,12 @@ def test_end_to_end_from_0_1_images(tv_model, converted):
     for d, m in zip(theirs, ours, strict=True):
         assert len(m) == len(d["scores"]) > 0
         torch.testing.assert_close(m.scores, d["scores"], atol=1e-5, rtol=0)
-        torch.testing.assert_close(m.boxes * 320, d["boxes"], atol=1e-2, rtol=0)
+        # Inputs differ by rounding ((x - 0.5) / 0.5 vs (255 x - 127.5) / 127.5), so near-tied
+        # scores may swap places: every detection must have its twin (label, score, box) there.
+        same = (m.labels[:, None] == d["labels"][None]) & (
+            (m.scores[:, None] - d["scores"][None]).abs() < 1e-5
+        ) & ((m.boxes[:, None] * 320 - d["boxes"][None]).abs().amax(-1) < 1e-2)
+        assert same.any(1).all() and same.any(0).all()
 
 
 def test_converted_model_settings(converted):

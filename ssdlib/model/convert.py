@@ -258,12 +258,13 @@ def _mobilenet_key(index: int, rest: str, c4: int) -> str:
         return f"features.0.{index}.{rest}"
     if index > c4:
         return f"features.1.{index - c4}.{rest}"
-    # C4 itself is split: its expansion ends map 0, the rest of its block starts map 1.
+    # C4 itself is split: its expansion ends map 0, the rest of its block starts map 1 (a slice
+    # of an nn.Sequential keeps the original indices: block[1:] holds keys 1, 2, 3).
     match = re.fullmatch(r"block\.(\d+)\.(.+)", rest)
     if match is None:
         raise CheckpointError(f"mobilenet_v3_large features.{c4}.{rest}: expected block.N.*")
     j = int(match[1])
-    return f"features.0.{c4}.{match[2]}" if j == 0 else f"features.1.0.{j - 1}.{match[2]}"
+    return f"features.0.{c4}.{match[2]}" if j == 0 else f"features.1.0.{j}.{match[2]}"
 
 
 def mobilenet_v3_large_from_torchvision(
