@@ -227,13 +227,32 @@ def test_ssd512_raw_graph_equals_forward(ssd512, batch):
     assert_detections_equal(model.predict(x), detector.predict(x), 512)
 
 
+def assert_same_detection_sets(expected, got, size: int):
+    """As :func:`assert_detections_equal`, in any order: two scores tied to ~1e-7 may come out in
+    either order from two runtimes (seen with SSDLite's 300 detections per image)."""
+    assert len(got) == len(expected)
+    for i, (e, g) in enumerate(zip(expected, got)):
+        assert len(e) == len(g) > 0, f"image {i}: {len(e)} vs {len(g)} detections"
+        twin = (e.labels[:, None] == g.labels[None]) & (
+            (e.scores[:, None] - g.scores[None]).abs() <= 1e-4
+        ) & ((e.boxes[:, None] - g.boxes[None]).abs().amax(-1) * size <= 1e-3)
+        assert twin.any(1).all() and twin.any(0).all(), f"image {i}: detections differ"
+
+
 @pytest.fixture(scope="module")
 def ssdlite(tmp_path_factory):
     """SSDLite320 (VOC, random weights) exported twice: raw outputs, and detections."""
-    model, _ = random_model("ssdlite320_voc", seed=2, background_bias=2.0)
-    with torch.no_grad():  # N(0, 0.03) 1x1 head weights give near-tied scores: spread them
-        for block in [*model.head.cls_heads, *model.head.reg_heads]:
-            block[-1].weight.mul_(30.0)
+    model, _ = random_model("ssdlite320_voc", seed=2, background_bias=6.0)
+    # With N(0, 0.03) weights and unit BN statistics the signal dies out and every box gets the
+    # same scores (ties): measure the BN statistics on random images, as training would.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None  # a plain average over the calibration batches
+        model.train()
+        for seed in (10, 11):
+            model(images(4, 320, seed=seed))
+        model.eval()
     folder = tmp_path_factory.mktemp("onnx")
     raw = export_onnx(model, folder / "ssdlite_raw.onnx")
     detections = export_onnx(model, folder / "ssdlite.onnx", postprocess=True, batch_size=2)
@@ -246,7 +265,7 @@ def test_ssdlite_graphs_equal_forward_and_predict(ssdlite, batch):
     model, raw, detector = ssdlite
     x = images(batch, 320, seed=batch)
     assert_raw_equal(model, raw, x)
-    assert_detections_equal(model.predict(x), detector.predict(x), 320)
+    assert_same_detection_sets(model.predict(x), detector.predict(x), 320)
 
 
 def test_onnxruntime_bench_rows(shapes_model):
