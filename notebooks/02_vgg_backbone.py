@@ -35,11 +35,13 @@
 # - **dilation and receptive fields**, computed per map and compared with the default boxes;
 # - why conv4_3 needs **L2Norm**;
 # - the multibox heads' output layout and the parameter count (**26,285,486** for 21 classes,
-#   the same as torchvision's `ssd300_vgg16`).
+#   the same as torchvision's `ssd300_vgg16`);
+# - SSDLite320 with MobileNetV3-Large beside it: parameters, FLOPs and CPU latency.
 #
 # Library functions used: `ssdlib.model.VGG16Backbone`, `L2Norm`, `SSDHead`, `build_model`,
 # `feature_map_sizes`, `ssdlib.model.vgg16_reduced_from_torchvision`,
-# `ssdlib.model.summary.model_summary`, `ssdlib.viz.anchors.receptive_fields`, `prior_index`.
+# `ssdlib.model.summary.model_summary`, `ssdlib.viz.anchors.receptive_fields`, `prior_index`,
+# `ssdlib.bench.models.count_flops`.
 
 # %% tags=["nbval-check-output"]
 # Colab only: install the ssdlib package (Colab's own torch, torchvision and ipywidgets stay as
@@ -340,6 +342,78 @@ n_light = sum(t.numel() for t in build_model(load_config("shapes")).parameters()
 print(f"SSD300 (VOC) / light: {n_ours:,} / {n_light:,} = {n_ours / n_light:.1f}x")
 
 # %% [markdown]
+# ## A light alternative: SSDLite320 with MobileNetV3-Large
+#
+# SSD's recipe (a backbone's maps + extra blocks + one head per map) works with any backbone.
+# `ssdlite320_mobilenet_v3_large` is torchvision's mobile version: MobileNetV3-Large cut at
+# strides 16 and 32 (672 and 960 channels), four extra blocks down to 1×1 (maps 20, 10, 5, 3, 2,
+# 1 at 320 px), and **depthwise-separable** heads: a 3×3 convolution per channel (+ BN, ReLU6)
+# then a 1×1 convolution, instead of one dense 3×3 convolution. A dense 3×3 head from $C$ to
+# $n$ channels has $9Cn$ weights, the separable one $9C + Cn$. Parameters and convolution FLOPs
+# (counted by `FlopCounterMode`: a multiply-add is 2 FLOPs) for one image, VOC's 21 classes:
+
+# %% tags=["nbval-check-output"]
+from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+
+from ssdlib.bench.models import count_flops
+
+lite_cfg = load_config("ssdlite320_voc", ["model.backbone_weights=none"])
+lite = build_model(lite_cfg).eval()
+n_lite = sum(t.numel() for t in lite.parameters())
+flops_vgg = count_flops(model, torch.zeros(1, 3, 300, 300))
+flops_lite = count_flops(lite, torch.zeros(1, 3, 320, 320))
+print(f"{'model':<28} {'input':>6} {'priors':>7} {'parameters':>11} {'GFLOPs':>7}")
+print(f"{'SSD300 VGG16':<28} {300:>6} {model.priors.shape[0]:>7} {n_ours:>11,} {flops_vgg / 1e9:>7.2f}")
+print(f"{'SSDLite320 MobileNetV3-L':<28} {320:>6} {lite.priors.shape[0]:>7} {n_lite:>11,} "
+      f"{flops_lite / 1e9:>7.2f}")
+print(f"ratio: {n_ours / n_lite:.1f}x parameters, {flops_vgg / flops_lite:.0f}x FLOPs")
+# torchvision builds the same network; without ImageNet weights it halves the last stage
+# ("reduced tail", 480 channels), which ssdlib's config states as model.reduced_tail.
+reduced = build_model(load_config("ssdlite320_voc", ["model.backbone_weights=none",
+                                                     "model.reduced_tail=true"]))
+n_reduced = sum(t.numel() for t in reduced.parameters())
+tv_lite = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21)
+print(f"reduced tail: {n_reduced:,}; torchvision ssdlite320_mobilenet_v3_large(num_classes=21): "
+      f"{sum(t.numel() for t in tv_lite.parameters()):,}")
+assert n_reduced == sum(t.numel() for t in tv_lite.parameters())
+
+# %% [markdown]
+# FLOPs are not time: a depthwise convolution does little arithmetic per byte it reads, so a CPU
+# runs it far below its peak. Measured: the CPU time of one `predict` (network + decoding + NMS,
+# batch 1, fp32) on one thread, the median of 5 calls. CPU time rather than wall time, so other
+# programs running on the machine do not count; the numbers still vary from CPU to CPU:
+
+# %% tags=["nbval-ignore-output"]
+import time
+
+
+def cpu_ms(net, size: int, repeats: int = 5) -> float:
+    """Median CPU time of ``net.predict`` on one random image, one thread, in milliseconds."""
+    x = torch.randn(1, 3, size, size)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: process CPU time is then this call's compute
+    try:
+        net.predict(x)  # warm-up: oneDNN picks its kernels on the first call
+        times = []
+        for _ in range(repeats):
+            start = time.process_time()
+            net.predict(x)
+            times.append(time.process_time() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return sorted(times)[len(times) // 2] * 1e3
+
+
+ms_vgg, ms_lite = cpu_ms(model, 300), cpu_ms(lite, 320)
+print(f"CPU time per image, 1 thread: SSD300 VGG16 {ms_vgg:.0f} ms, SSDLite320 {ms_lite:.0f} ms: "
+      f"{ms_vgg / ms_lite:.1f}x less ({flops_vgg / flops_lite:.0f}x fewer FLOPs)")
+assert ms_vgg / ms_lite > 2  # fewer FLOPs do win, by less than their ratio
+
+# %% [markdown]
+# `ssdlib.model.pretrained_model("torchvision-ssdlite-coco")` loads torchvision's COCO weights
+# (21.3 COCO AP) into this model; `ssdlite320_voc` trains it on VOC from ImageNet weights.
+
+# %% [markdown]
 # ## Summary
 #
 # - SSD300 = VGG16 conv1_1…conv5_3 (pool3 ceil, pool5 3×3/1) + conv6 (3×3, dilation 6) + conv7
@@ -351,6 +425,9 @@ print(f"SSD300 (VOC) / light: {n_ours:,} / {n_light:,} = {n_ours / n_light:.1f}x
 # - conv4_3 is L2-normalised with a learned scale (init 20).
 # - The heads are 3×3 convolutions whose outputs, reordered, line up with the priors;
 #   26,285,486 parameters for VOC.
+# - SSDLite320 (MobileNetV3-Large, depthwise-separable heads) has 6.5× fewer parameters and
+#   59× fewer FLOPs than SSD300, and needs many times less CPU time per image, though not 59×
+#   less (depthwise convolutions run far below a CPU's peak).
 # - Why small objects are hard even for the stride-8 conv4_3 map: the [FAQ](../README.md#faq).
 #
 # ## Exercises

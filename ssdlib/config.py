@@ -44,13 +44,16 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    name: str = "ssd300_vgg16"  # ssd300_vgg16 | ssd512_vgg16 | ssd_light
+    name: str = "ssd300_vgg16"  # ssd300_vgg16 | ssd512_vgg16 | ssd_light | ssdlite320_mobilenet_v3_large
     num_classes: int = 20  # object classes, background excluded
     # none | imagenet (IMAGENET1K_V1, fc6/fc7 decimated into conv6/conv7) |
     # imagenet_features (IMAGENET1K_FEATURES: conv layers only, conv6/conv7 fresh)
     backbone_weights: str = "none"
     width: float = 1.0  # channel multiplier of the light backbone
     first_stride: int = 8  # light backbone: 4 adds a finer first map for small objects
+    # ssdlite320_mobilenet_v3_large: last stage 480 wide, not 960 (torchvision's choice without
+    # ImageNet weights, so its COCO weights need it; ImageNet weights need false)
+    reduced_tail: bool = False
 
 
 @dataclass

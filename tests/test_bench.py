@@ -17,10 +17,10 @@ EXPECTED_ROWS = {
     "inference_b1", "inference_b8", "postprocess_b8", "train_step_b8", "match_encode_b32",
     "augment", "voc_eval_5k", "coco_eval", "inference_b8_bf16", "train_step_b8_bf16",
     "onnxruntime_b1", "onnxruntime_b8",
-    "match_encode_b32_tv",
+    "match_encode_b32_tv", "ssdlite_b1", "ssdlite_b8",
 }  # fmt: skip
 BF16_ROWS = {"inference_b8_bf16", "train_step_b8_bf16"}
-COMPUTE_ROWS = {"inference_b1", "inference_b8", "train_step_b8"} | BF16_ROWS
+COMPUTE_ROWS = {"inference_b1", "inference_b8", "train_step_b8", "ssdlite_b1", "ssdlite_b8"} | BF16_ROWS
 PEERLESS = {"augment", "voc_eval_5k"}
 
 

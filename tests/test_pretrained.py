@@ -80,13 +80,14 @@ def _order(scores, labels, boxes) -> list[int]:
     return sorted(range(len(keys)), key=lambda i: [-v for v in keys[i]])
 
 
-def assert_same_detections(tv_dets, ours, atol=1e-5):
+def assert_same_detections(tv_dets, ours, atol=1e-5, size: int = 300):
+    """torchvision's detections (pixels of a ``size`` square) equal ssdlib's (relative)."""
     for d, m in zip(tv_dets, ours, strict=True):
         assert len(m) == len(d["scores"]) > 0
-        i, j = _order(d["scores"], d["labels"], d["boxes"] / 300), _order(m.scores, m.labels, m.boxes)
+        i, j = _order(d["scores"], d["labels"], d["boxes"] / size), _order(m.scores, m.labels, m.boxes)
         torch.testing.assert_close(m.scores[j], d["scores"][i], atol=0, rtol=0)
         assert torch.equal(m.labels[j], d["labels"][i])
-        torch.testing.assert_close(m.boxes[j], d["boxes"][i] / 300, atol=atol, rtol=0)
+        torch.testing.assert_close(m.boxes[j], d["boxes"][i] / size, atol=atol, rtol=0)
 
 
 def test_coco_categories_are_torchvisions():

@@ -8,9 +8,10 @@ Rows (peer in brackets): ``inference_b1``/``inference_b8`` SSD300 ``predict`` fp
 [torchvision ``ssd300_vgg16``], ``inference_b8_bf16`` [torchvision fp32], ``postprocess_b8``
 [torchvision ``postprocess_detections``], ``train_step_b8`` [torchvision SSD train step],
 ``match_encode_b32`` [per-image ``match`` + ``encode``], ``augment``, ``voc_eval_5k``,
-``coco_eval`` [faster-coco-eval when installed], ``onnxruntime_b1``/``_b8`` the exported
-SSD300 in onnxruntime [PyTorch fp32 ``predict``] when ``ssdlib[export]`` is installed, and the
-CUDA rows when a GPU is present.
+``coco_eval`` [faster-coco-eval when installed], ``ssdlite_b1``/``ssdlite_b8`` SSDLite320
+MobileNetV3 ``predict`` fp32 [torchvision ``ssdlite320_mobilenet_v3_large``],
+``onnxruntime_b1``/``_b8`` the exported SSD300 in onnxruntime [PyTorch fp32 ``predict``] when
+``ssdlib[export]`` is installed, and the CUDA rows when a GPU is present.
 ``--quick`` shrinks repeats and batches to a smoke test (structure, not numbers).
 """
 
@@ -59,6 +60,10 @@ def run_bench(quick: bool = False, repeats: int | None = None, compile_model: bo
 
     before = measure()
     rows = cpu_rows(settings, log)
+    from ssdlib.bench.ssdlite_rows import ssdlite_rows
+
+    log("... ssdlite320")
+    rows += ssdlite_rows(settings)
     from ssdlib.bench.export_rows import onnxruntime_available, onnxruntime_rows
 
     if onnxruntime_available():

@@ -19,6 +19,7 @@ from ssdlib.model import convert, pretrained, shipped
 from ssdlib.model.heads import SSDHead
 from ssdlib.model.light import LightBackbone
 from ssdlib.model.ssd import SSD
+from ssdlib.model.ssdlite import MobileNetV3Backbone, SSDLiteHead
 from ssdlib.model.vgg import VGG16Backbone
 from ssdlib.priors import boxes_per_location, generate_priors
 
@@ -32,9 +33,11 @@ __all__ = [
     "pretrained_model",
     "ssd300_from_torchvision",
     "ssd_from_reference_checkpoint",
+    "ssdlite320_from_torchvision",
 ]
 
 TORCHVISION_CONFIG = "ssd300_coco_torchvision"
+SSDLITE_CONFIG = "ssdlite320_coco"
 
 
 def _vgg16(size: int) -> Callable[[Config], torch.nn.Module]:
@@ -59,12 +62,31 @@ def _light(cfg: Config) -> torch.nn.Module:
     return LightBackbone(cfg.model.width, cfg.model.first_stride)
 
 
+def _ssdlite320(cfg: Config) -> torch.nn.Module:
+    if cfg.priors.image_size != 320:
+        raise ConfigError(f"model.name {cfg.model.name} needs priors.image_size 320, "
+                          f"got {cfg.priors.image_size}")  # fmt: skip
+    if cfg.model.backbone_weights not in ("none", "imagenet"):
+        raise ConfigError("model.backbone_weights: MobileNetV3 has 'imagenet' weights or 'none', "
+                          f"got {cfg.model.backbone_weights!r}")  # fmt: skip
+    if cfg.model.backbone_weights == "imagenet" and cfg.model.reduced_tail:
+        raise ConfigError("model.reduced_tail: the ImageNet MobileNetV3 weights have the full tail; "
+                          "set model.reduced_tail=false or model.backbone_weights=none")  # fmt: skip
+    backbone = MobileNetV3Backbone(cfg.model.reduced_tail)
+    if cfg.model.backbone_weights == "imagenet":
+        pretrained.load_pretrained_mobilenet(backbone)
+    return backbone
+
+
 # model.name -> backbone builder (weights as cfg.model.backbone_weights).
 BACKBONES: dict[str, Callable[[Config], torch.nn.Module]] = {
     "ssd300_vgg16": _vgg16(300),
     "ssd512_vgg16": _vgg16(512),
     "ssd_light": _light,
+    "ssdlite320_mobilenet_v3_large": _ssdlite320,
 }
+# model.name -> head class, where it is not SSD's 3x3 convolutions (SSDHead).
+HEADS: dict[str, type[torch.nn.Module]] = {"ssdlite320_mobilenet_v3_large": SSDLiteHead}
 
 
 def build_backbone(cfg: Config) -> torch.nn.Module:
@@ -84,7 +106,8 @@ def build_model(cfg: Config) -> SSD:
             f"{cfg.priors.image_size} px produces maps of sizes {sizes}"
         )
     per_location = boxes_per_location(cfg.priors.aspect_ratios, cfg.priors.densify)
-    head = SSDHead(backbone.out_channels, per_location, cfg.model.num_classes + 1)
+    head_class = HEADS.get(cfg.model.name, SSDHead)
+    head = head_class(backbone.out_channels, per_location, cfg.model.num_classes + 1)
     postprocess = {
         "score_threshold": cfg.test.score_threshold,
         "nms_threshold": cfg.test.nms_threshold,
@@ -133,6 +156,27 @@ def ssd300_from_torchvision(state_dict: Mapping[str, torch.Tensor]) -> SSD:
     return model.eval()
 
 
+def ssdlite320_from_torchvision(state_dict: Mapping[str, torch.Tensor]) -> SSD:
+    """An ssdlib SSDLite320 (config ``ssdlite320_coco``: torchvision's default boxes, input
+    scaling and post-processing settings, plus its box-size clamp) holding the weights of a
+    ``torchvision.models.detection.ssdlite320_mobilenet_v3_large`` state dict. In eval mode.
+
+    The number of classes and the tail width come from the weights (91 logits = COCO_V1's
+    category ids with their names; other counts get names "1".."N"). ``model(x)`` equals
+    torchvision's ``head(backbone(x))`` on the same -1..1 batch; ``model.predict(x)`` equals its
+    ``postprocess_detections`` / 320.
+    """
+    num_logits = state_dict["head.classification_head.module_list.0.1.bias"].shape[0] // 6
+    tail = state_dict["backbone.extra.0.0.0.weight"].shape[1]  # 480: reduced, 960: full
+    overrides = [f"model.num_classes={num_logits - 1}", f"model.reduced_tail={tail == 480}"]
+    if num_logits != len(convert.COCO_V1_CATEGORIES):
+        overrides.append(f"data.class_names={[str(i) for i in range(1, num_logits)]!r}")
+    model = build_model(load_config(SSDLITE_CONFIG, overrides))
+    model.load_state_dict(convert.state_dict_from_torchvision_ssdlite(state_dict), strict=True)
+    model.postprocess["max_log_scale"] = convert.TORCHVISION_MAX_LOG_SCALE
+    return model.eval()
+
+
 def ssd_from_reference_checkpoint(
     checkpoint: Mapping[str, object] | str | os.PathLike, class_names: list[str] | None = None
 ) -> SSD:
@@ -169,6 +213,7 @@ def load_shipped(name: str) -> tuple[SSD, Config, dict]:
 # Detector names of pretrained.WEIGHTS -> (model from the downloaded state dict, class names).
 DETECTORS: dict[str, tuple[Callable[[Mapping[str, torch.Tensor]], SSD], tuple[str, ...]]] = {
     "torchvision-coco": (ssd300_from_torchvision, convert.COCO_V1_CATEGORIES[1:]),
+    "torchvision-ssdlite-coco": (ssdlite320_from_torchvision, convert.COCO_V1_CATEGORIES[1:]),
 }
 
 
@@ -177,9 +222,10 @@ def pretrained_model(name: str, progress: bool = True) -> tuple[SSD, list[str]]:
 
     ``name``: a shipped model ("shapes", the ``make demo`` model, :mod:`ssdlib.model.shipped`),
     one of :data:`DETECTORS` ("torchvision-coco" downloads
-    ``SSD300_VGG16_Weights.COCO_V1``, 25.1 COCO AP; labels are COCO category ids, unused ids
-    named "N/A"), or the path of a torchvision SSD300, lufficc/SSD or amdegroot/ssd.pytorch
-    checkpoint (read with ``weights_only=True``). In eval mode.
+    ``SSD300_VGG16_Weights.COCO_V1``, 25.1 COCO AP; "torchvision-ssdlite-coco"
+    ``SSDLite320_MobileNet_V3_Large_Weights.COCO_V1``, 21.3 AP; labels are COCO category ids,
+    unused ids named "N/A"), or the path of a torchvision SSD300 or SSDLite320, lufficc/SSD or
+    amdegroot/ssd.pytorch checkpoint (read with ``weights_only=True``). In eval mode.
     """
     if name in shipped.SHIPPED:  # trained detectors inside the package (ssdlib/weights), offline
         model, cfg, _ = load_shipped(name)
@@ -193,6 +239,11 @@ def pretrained_model(name: str, progress: bool = True) -> tuple[SSD, list[str]]:
     state = load_checkpoint_file(name)
     if "backbone.scale_weight" in state:
         return ssd300_from_torchvision(state), list(convert.COCO_V1_CATEGORIES[1:])
+    if "head.classification_head.module_list.0.1.bias" in state:  # SSDLite's 1x1 after the dw 3x3
+        model = ssdlite320_from_torchvision(state)
+        return model, list(convert.COCO_V1_CATEGORIES[1:]) if model.num_classes == 90 else [
+            str(i) for i in range(1, model.num_classes + 1)
+        ]  # fmt: skip
     try:
         model = ssd_from_reference_checkpoint(state)
     except CheckpointError as e:

@@ -34,6 +34,14 @@ torchvision's SSD300 (:func:`ssdlib.model.ssd300_from_torchvision`): ssdlib's VG
 * Input: torchvision normalises, then resizes bilinearly to 300x300; ssdlib resizes, then
   normalises (same mean: 0.48235.. x 255, std 1 on 0..255 pixels).
 
+torchvision's SSDLite320 (:func:`ssdlib.model.ssdlite320_from_torchvision`): ssdlib's
+MobileNetV3 backbone has torchvision's module names, so only the heads are renamed
+(:func:`state_dict_from_torchvision_ssdlite`); its default boxes come out of the config
+``ssdlite320_coco`` exactly (no centre lies past the border at 320 px), and the box clamp and
+post-processing notes above hold with its settings (score > 0.001, top 300 per class, NMS 0.55,
+300 kept). ImageNet MobileNetV3-Large (:func:`mobilenet_v3_large_from_torchvision`): ``features.N``
+by index, C4 (block 13) split between the first two maps as SSDLite splits it.
+
 Reference layouts (both build VGG with the same ``add_vgg``/``vgg`` list, background = class 0,
 heads flattened with ``permute(0, 2, 3, 1).view(B, -1, K)`` like :class:`ssdlib.model.SSDHead`):
 
@@ -81,6 +89,8 @@ __all__ = [
     "state_dict_from_amdegroot",
     "state_dict_from_lufficc",
     "state_dict_from_torchvision_ssd",
+    "state_dict_from_torchvision_ssdlite",
+    "mobilenet_v3_large_from_torchvision",
     "torchvision_default_boxes",
     "vgg16_reduced_from_torchvision",
 ]
@@ -211,6 +221,70 @@ def state_dict_from_torchvision_ssd(state_dict: Mapping[str, torch.Tensor]) -> d
                                "head.cls_heads.", "head.reg_heads.")):  # fmt: skip
             raise CheckpointError(f"not a torchvision ssd300_vgg16 state dict: key {key!r}")
         out[new] = value
+    return out
+
+
+# torchvision's SSDLite320 head keys -> ssdlib's; its backbone keys are ssdlib's already
+# (:class:`ssdlib.model.ssdlite.MobileNetV3Backbone` mirrors SSDLiteFeatureExtractorMobileNet).
+_SSDLITE_HEAD_RENAMES = {
+    "head.classification_head.module_list.": "head.cls_heads.",
+    "head.regression_head.module_list.": "head.reg_heads.",
+}
+# Index of MobileNetV3-Large's last strided block ("C4") in ``mobilenet_v3_large().features``,
+# where SSDLite cuts its first map (:func:`ssdlib.model.ssdlite.c4_position` finds the same).
+MOBILENET_V3_LARGE_C4 = 13
+
+
+def state_dict_from_torchvision_ssdlite(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """ssdlib SSD keys from a ``torchvision.models.detection.ssdlite320_mobilenet_v3_large`` state
+    dict: the heads' ``module_list`` become ``cls_heads`` / ``reg_heads``, the rest is unchanged."""
+    out = {}
+    for key, value in state_dict.items():
+        new = key
+        for old, repl in _SSDLITE_HEAD_RENAMES.items():
+            if key.startswith(old):
+                new = repl + key[len(old):]
+                break
+        if not new.startswith(("backbone.features.", "backbone.extra.", "head.cls_heads.",
+                               "head.reg_heads.")):  # fmt: skip
+            raise CheckpointError(f"not a torchvision ssdlite320_mobilenet_v3_large state dict: key {key!r}")
+        out[new] = value
+    return out
+
+
+def _mobilenet_key(index: int, rest: str, c4: int) -> str:
+    """:class:`~ssdlib.model.ssdlite.MobileNetV3Backbone` key of ``features.{index}.{rest}``."""
+    if index < c4:
+        return f"features.0.{index}.{rest}"
+    if index > c4:
+        return f"features.1.{index - c4}.{rest}"
+    # C4 itself is split: its expansion ends map 0, the rest of its block starts map 1 (a slice
+    # of an nn.Sequential keeps the original indices: block[1:] holds keys 1, 2, 3).
+    match = re.fullmatch(r"block\.(\d+)\.(.+)", rest)
+    if match is None:
+        raise CheckpointError(f"mobilenet_v3_large features.{c4}.{rest}: expected block.N.*")
+    j = int(match[1])
+    return f"features.0.{c4}.{match[2]}" if j == 0 else f"features.1.0.{j}.{match[2]}"
+
+
+def mobilenet_v3_large_from_torchvision(
+    state_dict: Mapping[str, torch.Tensor], c4: int = MOBILENET_V3_LARGE_C4
+) -> dict[str, torch.Tensor]:
+    """:class:`~ssdlib.model.ssdlite.MobileNetV3Backbone` weights (``features.*``; the extra
+    blocks are not included) from a torchvision ``mobilenet_v3_large`` state dict (ImageNet
+    ``IMAGENET1K_V1``); its classifier is dropped.
+
+    Raises:
+        CheckpointError: a key outside ``features.*`` / ``classifier.*``.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith("classifier."):
+            continue
+        match = re.fullmatch(r"features\.(\d+)\.(.+)", key)
+        if match is None:
+            raise CheckpointError(f"not a torchvision mobilenet_v3_large state dict: key {key!r}")
+        out[_mobilenet_key(int(match[1]), match[2], c4)] = value
     return out
 
 

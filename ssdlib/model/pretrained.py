@@ -17,6 +17,10 @@ conversions are in :mod:`ssdlib.model.convert`; files are read by
   the Caffe convention already): conv layers only, conv6/conv7 stay freshly initialised, as in
   torchvision's ``ssd300_vgg16`` (its classifier is stored as NaNs and is ignored).
 * ``torchvision-coco`` — ``SSD300_VGG16_Weights.COCO_V1``, 25.1 COCO AP.
+* ``torchvision-ssdlite-coco`` — ``SSDLite320_MobileNet_V3_Large_Weights.COCO_V1``, 21.3 COCO AP.
+* ``mobilenet_v3_large-imagenet`` — ``MobileNet_V3_Large_Weights.IMAGENET1K_V1``, what
+  ``model.backbone_weights: imagenet`` loads into SSDLite's MobileNetV3 backbone
+  (:func:`load_pretrained_mobilenet`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,11 @@ from torch import nn
 
 from ssdlib.config import CAFFE_PIXEL_MEAN
 from ssdlib.io import CheckpointError, load_checkpoint_file
-from ssdlib.model.convert import fold_input_normalization, vgg16_reduced_from_torchvision
+from ssdlib.model.convert import (
+    fold_input_normalization,
+    mobilenet_v3_large_from_torchvision,
+    vgg16_reduced_from_torchvision,
+)
 
 __all__ = [
     "BACKBONE_WEIGHTS",
@@ -43,6 +51,7 @@ __all__ = [
     "fetch_weights",
     "hub_checkpoint_path",
     "load_pretrained_backbone",
+    "load_pretrained_mobilenet",
     "sha256_of",
     "weight_url",
 ]
@@ -52,6 +61,8 @@ WEIGHTS: dict[str, str] = {
     "imagenet": "VGG16_Weights.IMAGENET1K_V1",
     "imagenet_features": "VGG16_Weights.IMAGENET1K_FEATURES",
     "torchvision-coco": "SSD300_VGG16_Weights.COCO_V1",
+    "torchvision-ssdlite-coco": "SSDLite320_MobileNet_V3_Large_Weights.COCO_V1",
+    "mobilenet_v3_large-imagenet": "MobileNet_V3_Large_Weights.IMAGENET1K_V1",
 }
 # The names ``model.backbone_weights`` accepts besides "none" (VGG16 backbones only).
 BACKBONE_WEIGHTS = ("imagenet", "imagenet_features")
@@ -153,3 +164,20 @@ def load_pretrained_backbone(
     if unexpected or fresh:
         raise CheckpointError(f"{path}: does not fit the backbone; unexpected {unexpected}, "
                               f"missing {fresh}")  # fmt: skip
+
+
+def load_pretrained_mobilenet(backbone: nn.Module, progress: bool = True) -> None:
+    """Load torchvision's ImageNet MobileNetV3-Large (``IMAGENET1K_V1``) into the ``features`` of
+    a :class:`~ssdlib.model.ssdlite.MobileNetV3Backbone` (full tail), downloading it into the
+    torch hub cache if needed. The extra blocks keep their initialisation.
+
+    The input is not folded as for VGG: torchvision's SSDLite feeds these weights -1..1 images
+    (mean 0.5, std 0.5), not ImageNet-standardised ones, and ssdlib does the same.
+    """
+    path = cached_download(weight_url("mobilenet_v3_large-imagenet"), check_hash=True, progress=progress)
+    state = mobilenet_v3_large_from_torchvision(load_checkpoint_file(path))
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    fresh = [k for k in missing if not k.startswith("extra.")]
+    if unexpected or fresh:
+        raise CheckpointError(f"{path}: does not fit the backbone (model.reduced_tail must be false "
+                              f"for ImageNet weights); unexpected {unexpected}, missing {fresh}")  # fmt: skip
