@@ -39,7 +39,8 @@
 # - what happens when the loss becomes **NaN**.
 #
 # Library functions used: `ssdlib.engine.WarmupMultiStep`, `build_optimizer`, `build_scheduler`,
-# `train_step`, `train`, `load_checkpoint`, `latest_checkpoint`, `NonFiniteLossError`,
+# `train_step`, `ssdlib.loss.MultiBoxLoss`, `multibox_loss`, `train`, `load_checkpoint`,
+# `latest_checkpoint`, `NonFiniteLossError`,
 # `ssdlib.engine.device.resolve_amp`, `ssdlib.engine.sampling.batch_items`.
 #
 # On a CPU the notebook trains the light model on Shapes for 120 iterations; on a GPU with VOC under
@@ -170,19 +171,19 @@ import copy
 
 from ssdlib.boxes import encode
 from ssdlib.data import ShapesDataset, build_train_transform, collate
-from ssdlib.engine import train_step
-from ssdlib.loss import MultiBoxLoss
+from ssdlib.loss import multibox_loss
 from ssdlib.matching import match_batch
 
 
-def train_step_from_scratch(model, optimizer, images, boxes, labels, priors, variances,
-                            iou_threshold, loss_fn):
+def train_step_from_scratch(model, optimizer, images, targets, priors, variances):
+    boxes, labels = [t["boxes"] for t in targets], [t["labels"] for t in targets]
     optimizer.zero_grad(set_to_none=True)
     cls_logits, box_deltas = model(images)                                     # 1
     with torch.no_grad():                                                      # 2
-        matched_labels, matched_boxes = match_batch(boxes, labels, priors, iou_threshold)
-        targets = encode(matched_boxes, priors, variances)
-    loc, cls = loss_fn(cls_logits, box_deltas, matched_labels, targets)        # 3
+        matched_labels, matched_boxes = match_batch(boxes, labels, priors, iou_threshold=0.5)
+        target_deltas = encode(matched_boxes, priors, variances)
+    loc, cls = multibox_loss(cls_logits, box_deltas, matched_labels, target_deltas,  # 3
+                             neg_pos_ratio=3)
     (loc + cls).backward()                                                     # 4
     optimizer.step()
     return loc.item(), cls.item()
@@ -191,26 +192,35 @@ def train_step_from_scratch(model, optimizer, images, boxes, labels, priors, var
 tf = build_train_transform(cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std)
 torch.manual_seed(0)
 images, targets = collate([ShapesDataset("train", 8, 256, transform=tf)[i] for i in range(8)])
-boxes, labels = [t["boxes"] for t in targets], [t["labels"] for t in targets]
 variances = tuple(cfg.priors.variances)
 
 twin = copy.deepcopy(model)
 opt_a = build_optimizer(model, 0.01, 0.9, 5e-4)
 opt_b = build_optimizer(twin, 0.01, 0.9, 5e-4)
-ours = train_step_from_scratch(model, opt_a, images, boxes, labels, model.priors, variances,
-                               0.5, MultiBoxLoss(3))
-scaler = torch.amp.GradScaler("cpu", enabled=False)            # fp16 only, see below
-lib = train_step(twin, opt_b, scaler, images, boxes, labels, twin.priors, variances, 0.5,
-                 MultiBoxLoss(3))
+ours = train_step_from_scratch(model, opt_a, images, targets, model.priors, variances)
 print(f"from scratch: loc {ours[0]:.4f}, cls {ours[1]:.4f}")
+
+# %% [markdown]
+# In ssdlib, steps 2 and 3 are one object. The priors, the variances and the matching rule never
+# change during a run, so `MultiBoxLoss` is built once with them (`train` builds it from the
+# config) and then called like any loss, on the head's outputs and the ground truth. `train_step`
+# takes it, the batch as the data loader delivers it, and does steps 1-4:
+
+# %% tags=["nbval-check-output"]
+from ssdlib.engine import train_step
+from ssdlib.loss import MultiBoxLoss
+
+loss_fn = MultiBoxLoss(twin.priors, variances, iou_threshold=0.5, neg_pos_ratio=3)
+lib = train_step(twin, loss_fn, opt_b, images, targets)
 print(f"train_step:   loc {lib.loc:.4f}, cls {lib.cls:.4f}, skipped: {lib.skipped}")
 same = all(torch.allclose(p, q, atol=1e-6) for p, q in zip(model.parameters(), twin.parameters()))
 print("parameters after the step identical:", same)
 assert same
 
 # %% [markdown]
-# `train_step` adds what the short version lacks: the autocast dtype, the non-finite checks (last
-# section), the `GradScaler`, and agreement between GPUs on whether to skip.
+# Its optional arguments are what the short version lacks: `amp` (the autocast dtype), `scaler`
+# (the `GradScaler`, below), and `ddp`, with which the GPUs agree on whether to skip; the
+# non-finite checks (last section) are always on.
 #
 # ## Mixed precision: bf16, fp16 and the GradScaler
 #
@@ -248,7 +258,7 @@ import torch.nn.functional as F
 
 with torch.no_grad():
     cls_logits, _ = model(images)
-    lab, _ = match_batch(boxes, labels, model.priors, 0.5)
+    lab, _ = loss_fn.targets([t["boxes"] for t in targets], [t["labels"] for t in targets])
 ce32 = F.cross_entropy(cls_logits.flatten(0, 1), lab.flatten(), reduction="none")
 sum32 = ce32.sum()
 sum16 = torch.zeros((), dtype=torch.bfloat16)
@@ -405,16 +415,7 @@ else:
 # (not compared: timings and the temporary folder)
 import time
 
-
-def plot_run(rows, ax):
-    it = [r["iteration"] for r in rows]
-    for key, name in (("loss", "total"), ("loc_loss", "localisation"), ("cls_loss", "confidence")):
-        ax.plot(it, [r[key] for r in rows], label=name)
-    ax.set(xlabel="iteration", ylabel="loss (mean of 10 iterations)", yscale="log",
-           xlim=(0, cfg.train.max_iter))
-    ax.grid(alpha=0.3)
-    ax.legend()
-
+from ssdlib.viz.draw import plot_losses
 
 losses = []
 tic = time.perf_counter()
@@ -423,9 +424,9 @@ for stop in range(CHUNK, cfg.train.max_iter + 1, CHUNK):
     losses += result.losses
     clear_output(wait=True)
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    plot_run(read_metrics(run_dir), ax)
-    ax.set_title(f"iteration {result.iteration} / {cfg.train.max_iter}, "
-                 f"{time.perf_counter() - tic:.0f} s")
+    plot_losses(run_dir, ax=ax)  # the logged rows: each the mean of 10 iterations
+    ax.set(xlim=(0, cfg.train.max_iter), title=f"iteration {result.iteration} / "
+           f"{cfg.train.max_iter}, {time.perf_counter() - tic:.0f} s")
     display(fig)
     plt.close(fig)
 print(f"{len(losses)} iterations in {time.perf_counter() - tic:.1f} s "
@@ -534,7 +535,7 @@ opt = build_optimizer(net, 0.01, 0.9, 5e-4)
 before = copy.deepcopy(net.state_dict())
 bad = images.clone()
 bad[0, 0, 0, 0] = float("nan")
-res = train_step(net, opt, scaler, bad, boxes, labels, net.priors, variances, 0.5, MultiBoxLoss(3))
+res = train_step(net, MultiBoxLoss(net.priors, variances), opt, bad, targets)
 print(res)
 unchanged = all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 print("weights and BatchNorm statistics unchanged:", unchanged)
@@ -579,8 +580,9 @@ except NonFiniteLossError as e:
 # - Recipe: SGD (momentum 0.9, weight decay 5e-4 except biases/norms), batch 32, lr $10^{-3}$ with a
 #   linear warm-up from 1/3 over 500 iterations, ÷10 at 80k and 100k, 120k iterations
 #   (`WarmupMultiStep`, stepped per iteration).
-# - A step = forward (autocast) → `match_batch` + `encode` on the device → `MultiBoxLoss` in float32
-#   → finite check → backward → update (`train_step`).
+# - A step = forward (autocast) → `MultiBoxLoss` (built once with the priors: `match_batch` +
+#   `encode` on the device, then the loss in float32) → finite check → backward → update
+#   (`train_step(model, loss_fn, optimizer, images, targets)`).
 # - bf16 needs no scaler; fp16 needs the `GradScaler` against gradient underflow. channels_last and
 #   `torch.compile` are config switches for GPUs.
 # - `torchrun --nproc_per_node=N -m ssdlib train ...`: batch size is per GPU, LR and schedule are
