@@ -80,15 +80,14 @@ def match_batch(
     # Force each ground truth onto its best prior. Where several share one, the highest
     # ground-truth index wins ("a later ground truth wins"), made deterministic by amax
     # (rows of one image are numbered in its order).
+    # Only the N forced positions are touched (masks over all B x P priors cost more).
     counts_t = torch.tensor(counts, device=device)
     image_of_row = torch.arange(num_images, device=device).repeat_interleave(counts_t, output_size=total)
-    forced = torch.full((num_images * num_priors,), -1, dtype=torch.int64, device=device)
-    forced.scatter_reduce_(0, best_prior + image_of_row * num_priors,
-                           torch.arange(total, device=device), reduce="amax")  # fmt: skip
-    forced = forced.view(num_images, num_priors)
-    is_forced = forced >= 0
-    best_gt = torch.where(is_forced, forced, best_gt)
-    best_iou.masked_fill_(is_forced, _FORCED)
+    positions, slot = torch.unique(best_prior + image_of_row * num_priors, return_inverse=True)
+    winner = torch.full_like(positions, -1).scatter_reduce_(0, slot, torch.arange(total, device=device),
+                                                            reduce="amax")  # fmt: skip
+    best_gt.view(-1).index_copy_(0, positions, winner)
+    best_iou.view(-1).index_fill_(0, positions, _FORCED)
 
     # Row gathers on the flat tables: much faster on CPU than ``gather`` with an expanded
     # (B, P, 4) index.
@@ -124,13 +123,18 @@ def _best_matches(
     """
     num_images, num_priors, total = len(counts), axes.num_priors, table.shape[0] - 1
     device, dtype = table.device, table.dtype
-    best_iou = torch.full((num_images, num_priors), -1.0, device=device, dtype=dtype)
-    best_gt = torch.full((num_images, num_priors), total, dtype=torch.int64, device=device)
-    best_prior = torch.zeros(total + 2, dtype=torch.int64, device=device)
+    # Rows of images with boxes are all written below; only the others need their values.
+    best_iou = torch.empty(num_images, num_priors, device=device, dtype=dtype)
+    best_gt = torch.empty(num_images, num_priors, dtype=torch.int64, device=device)
+    empty = [b for b in range(num_images) if not counts[b]]
+    if empty:
+        best_iou[empty] = -1.0
+        best_gt[empty] = total
+    best_prior = torch.empty(total + 2, dtype=torch.int64, device=device)
     boxes = torch.cat([table, table.new_tensor([[-3.0, -3.0, -2.0, -2.0]])])  # row N + 1: far box
     prior_bits = num_priors.bit_length()
     # Larger for earlier priors: ties in a key's IoU part go to the first prior.
-    prior_rank = (num_priors - 1 - axes.order).view(1, 1, -1)
+    prior_rank = (num_priors - 1 - axes.order).view(1, 1, -1).to(torch.float64)
     order = sorted((b for b in range(num_images) if counts[b]), key=lambda b: -counts[b])
     i = 0
     while i < len(order):
@@ -158,30 +162,32 @@ def _first_max(
 
     ``max``/``argmax`` with indices are ~20x slower on CPU than ``amax``, and comparing back
     with the maximum makes bool tensors, ~5x slower than arithmetic. So each IoU goes into an
-    int64 key, its float bits (IoU >= 0: integer order is float order) above a rank that is
+    integer key, its float bits (IoU >= 0: integer order is float order) above a rank that is
     larger for earlier indices, and ``amax`` of the keys gives value and index at once.
 
     Args:
-        prior_rank: (1, 1, P) ``P - 1 - prior index`` of each column; ``prior_bits`` >= its
-            bit length.
+        prior_rank: (1, 1, P) float64 ``P - 1 - prior index`` of each column; ``prior_bits``
+            >= its bit length (at most 23: keys stay below 2^53).
     Returns:
         iou (B, P) best over G; gt (B, P) its first index; prior (B, G) the prior index of the
         first maximum over P.
     """
     g = iou.shape[1]
-    if iou.dtype != torch.float32:  # the keys need 32-bit floats; exact, slower indices
+    if iou.dtype != torch.float32 or max(prior_bits, g.bit_length()) > 23:  # exact, slower
         best, gt = iou.max(dim=1)
         prior_index = prior_rank.shape[-1] - 1 - prior_rank  # grid order -> prior index
         at_max = iou == iou.amax(dim=2, keepdim=True)
-        return best, gt, torch.where(at_max, prior_index, prior_rank.shape[-1]).amin(dim=2)
-    bits = iou.view(torch.int32).to(torch.int64)
-    prior_key = torch.bitwise_left_shift(bits, prior_bits).add_(prior_rank).amax(dim=2)
+        return best, gt, torch.where(at_max, prior_index, prior_rank.shape[-1]).amin(dim=2).to(torch.int64)
+    # Keys in float64, exact: integers below 2^53 (30 bits of IoU + the rank bits); float64
+    # arithmetic is vectorised where int64 shifts and multiplies are not.
+    bits = iou.view(torch.int32).to(torch.float64)
+    prior_key = torch.add(prior_rank, bits, alpha=float(1 << prior_bits)).amax(dim=2).to(torch.int64)
     prior = prior_rank.shape[-1] - 1 - prior_key.bitwise_and_((1 << prior_bits) - 1)
     if g == 1:
         return iou[:, 0], torch.zeros(iou.shape[0], iou.shape[2], dtype=torch.int64, device=iou.device), prior
     gt_bits = (g - 1).bit_length()
-    gt_rank = torch.arange(g - 1, -1, -1, device=iou.device).view(1, g, 1)
-    gt_key = torch.bitwise_left_shift(bits, gt_bits).add_(gt_rank).amax(dim=1)
+    gt_rank = torch.arange(g - 1, -1, -1, device=iou.device, dtype=torch.float64).view(1, g, 1)
+    gt_key = torch.add(gt_rank, bits, alpha=float(1 << gt_bits)).amax(dim=1).to(torch.int64)
     gt = g - 1 - torch.bitwise_and(gt_key, (1 << gt_bits) - 1)
     best = gt_key.bitwise_right_shift_(gt_bits).to(torch.int32).view(iou.dtype)
     return best, gt, prior
