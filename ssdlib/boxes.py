@@ -43,10 +43,23 @@ def encode(
     Returns:
         deltas: (..., P, 4) t_cx, t_cy, t_w, t_h.
     """
-    g = xyxy_to_cxcywh(boxes_xyxy)
+    # The same operations as xyxy_to_cxcywh and eq. 2, element by element, but on whole
+    # coordinate planes: on (..., P, 2) slices every inner loop is 2 elements long, ~20x
+    # slower on CPU. ``log`` still runs on one contiguous (..., P, 2) tensor, as it always
+    # did: its vectorised and scalar paths may differ in the last bit.
     d = priors_cxcywh
-    centre = (g[..., :2] - d[..., :2]) / d[..., 2:] / variances[0]
-    size = torch.log(g[..., 2:] / d[..., 2:]) / variances[1]
+    shape = torch.broadcast_shapes(boxes_xyxy.shape[:-1], d.shape[:-1]) + (2,)
+    dtype = torch.result_type(boxes_xyxy, d)
+    centre = torch.empty(shape, dtype=dtype, device=boxes_xyxy.device)
+    size = torch.empty(shape, dtype=dtype, device=boxes_xyxy.device)
+    x1, y1, x2, y2 = (c.expand(shape[:-1]) for c in boxes_xyxy.unbind(-1))  # boxes may broadcast
+    torch.add(x1, x2, out=centre[..., 0])
+    torch.add(y1, y2, out=centre[..., 1])
+    torch.sub(x2, x1, out=size[..., 0])
+    torch.sub(y2, y1, out=size[..., 1])
+    d_centre, d_size = d[..., :2].contiguous(), d[..., 2:].contiguous()
+    centre.div_(2).sub_(d_centre).div_(d_size).div_(variances[0])
+    size = torch.log(size.div_(d_size)).div_(variances[1])
     return torch.cat([centre, size], dim=-1)
 
 

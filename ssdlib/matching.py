@@ -12,11 +12,11 @@ batch in a few tensor operations and is what training uses.
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 
-from ssdlib.boxes import cxcywh_to_xyxy
+from ssdlib.prior_grid import PriorAxes
+
+__all__ = ["PriorAxes", "match", "match_batch"]
 
 # Larger than any IoU, so a forced match always clears the threshold.
 _FORCED = 2.0
@@ -63,150 +63,131 @@ def match_batch(
         return (torch.zeros(0, num_priors, dtype=torch.int64, device=device),
                 torch.zeros(0, num_priors, 4, device=device))  # fmt: skip
     counts = [int(b.shape[0]) for b in gt_boxes]
-    g_max = max(max(counts), 1)
-
-    # Padded (B, G, ...) copies; padding rows are never read as a match (see below).
-    boxes = torch.zeros(num_images, g_max, 4, device=device, dtype=dtype)
-    labels = torch.zeros(num_images, g_max, dtype=torch.int64, device=device)
-    for b, (bx, lb) in enumerate(zip(gt_boxes, gt_labels)):
-        boxes[b, : bx.shape[0]] = bx
-        labels[b, : lb.shape[0]] = lb
+    total = sum(counts)
+    # Every ground truth in image order (row ``starts[b] + g``), then one zero row: what an
+    # image without boxes "matches" (label 0, box 0, as the one-image reference gives).
+    zero_row = torch.zeros(1, 4, device=device, dtype=dtype)
+    table = torch.cat([b.to(device, dtype) for b in gt_boxes] + [zero_row])
+    label_table = torch.cat([lb.to(device, torch.int64) for lb in gt_labels]
+                            + [torch.zeros(1, dtype=torch.int64, device=device)])  # fmt: skip
+    starts = [0]
+    for c in counts[:-1]:
+        starts.append(starts[-1] + c)
 
     axes = PriorAxes.from_priors(priors_cxcywh)
-    best_iou, best_gt, best_prior = _best_matches(boxes, counts, axes)
+    best_iou, best_gt, best_prior = _best_matches(table, counts, starts, axes)
 
     # Force each ground truth onto its best prior. Where several share one, the highest
-    # ground-truth index wins ("a later ground truth wins"), made deterministic by amax.
+    # ground-truth index wins ("a later ground truth wins"), made deterministic by amax
+    # (rows of one image are numbered in its order).
+    # Only the N forced positions are touched (masks over all B x P priors cost more).
     counts_t = torch.tensor(counts, device=device)
-    valid = torch.arange(g_max, device=device)[None, :] < counts_t[:, None]  # (B, G)
-    image_offset = torch.arange(num_images, device=device)[:, None]
-    flat_prior = best_prior + image_offset * num_priors
-    gt_index = torch.arange(g_max, device=device).expand(num_images, g_max)
-    forced = torch.full((num_images * num_priors,), -1, dtype=torch.int64, device=device)
-    forced.scatter_reduce_(0, flat_prior[valid], gt_index[valid], reduce="amax")
-    forced = forced.view(num_images, num_priors)
-    is_forced = forced >= 0
-    best_gt = torch.where(is_forced, forced, best_gt)
-    best_iou = best_iou.masked_fill(is_forced, _FORCED)
+    image_of_row = torch.arange(num_images, device=device).repeat_interleave(counts_t, output_size=total)
+    positions, slot = torch.unique(best_prior + image_of_row * num_priors, return_inverse=True)
+    winner = torch.full_like(positions, -1).scatter_reduce_(0, slot, torch.arange(total, device=device),
+                                                            reduce="amax")  # fmt: skip
+    best_gt.view(-1).index_copy_(0, positions, winner)
+    best_iou.view(-1).index_fill_(0, positions, _FORCED)
 
-    # Row gathers on the flattened (B * G, ...) tables: much faster on CPU than
-    # ``gather`` with an expanded (B, P, 4) index.
-    flat_gt = (best_gt + image_offset * g_max).view(-1)
-    matched_labels = labels.view(-1).index_select(0, flat_gt).view(num_images, num_priors)
-    matched_labels[best_iou < iou_threshold] = 0
-    matched_boxes = boxes.view(-1, 4).index_select(0, flat_gt).view(num_images, num_priors, 4)
+    # Row gathers on the flat tables: much faster on CPU than ``gather`` with an expanded
+    # (B, P, 4) index.
+    flat_gt = best_gt.view(-1)
+    matched_labels = label_table.index_select(0, flat_gt).view(num_images, num_priors)
+    matched_labels.masked_fill_(best_iou < iou_threshold, 0)
+    matched_boxes = table.index_select(0, flat_gt).view(num_images, num_priors, 4)
     return matched_labels, matched_boxes
 
 
-class PriorAxes:
-    """The priors' x and y intervals, each stored once.
-
-    SSD's priors lie on grids: the 8732 priors of SSD300 have only ~370 distinct x intervals
-    (and as many y intervals), so the per-axis overlaps of a box are computed against those and
-    spread to all priors by an index gather: a few cheap passes over (boxes x priors) instead of
-    the (boxes x priors x 2) broadcasts of a textbook IoU, with bit-identical values.
-    """
-
-    def __init__(self, priors_xyxy: torch.Tensor) -> None:
-        x1, y1, x2, y2 = priors_xyxy.unbind(1)
-        self.area = (x2 - x1) * (y2 - y1)
-        self.x_lo, self.x_hi, self.x_index = _unique_intervals(x1, x2)
-        self.y_lo, self.y_hi, self.y_index = _unique_intervals(y1, y2)
-
-    @classmethod
-    def from_priors(cls, priors_cxcywh: torch.Tensor) -> PriorAxes:
-        """The axes of a priors tensor, cached while that tensor lives unmodified: building
-        them sorts the priors twice, which would dominate matching one image at a time."""
-        key = id(priors_cxcywh)
-        hit = _AXES_CACHE.get(key)
-        # The weak reference proves it is the same object (ids are reused after death),
-        # the version counter that it was not modified in place since.
-        if hit is not None and hit[0]() is priors_cxcywh and hit[1] == priors_cxcywh._version:
-            return hit[2]
-        axes = cls(cxcywh_to_xyxy(priors_cxcywh))
-        if len(_AXES_CACHE) >= _AXES_CACHE_SIZE:
-            _AXES_CACHE.pop(next(iter(_AXES_CACHE)))
-        _AXES_CACHE[key] = (weakref.ref(priors_cxcywh), priors_cxcywh._version, axes)
-        return axes
-
-    def iou(self, boxes_xyxy: torch.Tensor) -> torch.Tensor:
-        """(N, 4) xyxy boxes -> (N, P) IoU with the priors (same values as ``box_iou``)."""
-        x1, y1, x2, y2 = boxes_xyxy.unbind(1)
-        inter = _overlaps(x1, x2, self.x_lo, self.x_hi).index_select(1, self.x_index)
-        inter.mul_(_overlaps(y1, y2, self.y_lo, self.y_hi).index_select(1, self.y_index))
-        union = torch.add(((x2 - x1) * (y2 - y1))[:, None], self.area).sub_(inter)
-        return inter.div_(union)
-
-
-# id(priors) -> (weak reference, version, PriorAxes); a few entries (one per model/device).
-_AXES_CACHE: dict[int, tuple[weakref.ref, int, PriorAxes]] = {}
-_AXES_CACHE_SIZE = 8
-
-
-def _unique_intervals(lo: torch.Tensor, hi: torch.Tensor):
-    """Distinct (lo, hi) pairs and, per element, the index of its pair.
-
-    Pairs are deduplicated through their bit patterns (one int64 per float32 pair), which is
-    exact and a plain 1-D sort; ``unique(dim=0)`` is ~100x slower on CPU.
-    """
-    if lo.dtype != torch.float32:  # the bit trick needs two 32-bit halves
-        pairs, index = torch.unique(torch.stack([lo, hi], 1), dim=0, return_inverse=True)
-        return pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), index
-    keys = torch.stack([lo, hi], 1).view(torch.int64).squeeze(1)
-    unique_keys, index = torch.unique(keys, return_inverse=True)
-    pairs = unique_keys[:, None].view(torch.float32)
-    return pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), index
-
-
-def _overlaps(lo: torch.Tensor, hi: torch.Tensor, p_lo: torch.Tensor, p_hi: torch.Tensor):
-    """(N,) and (U,) intervals -> (N, U) lengths of their intersections (0 when disjoint)."""
-    return (torch.minimum(hi[:, None], p_hi) - torch.maximum(lo[:, None], p_lo)).clamp_(min=0)
+# Rows (boxes x images) of IoU computed at once: (rows, P) float32 for SSD300's 8732 priors is
+# ~1 MiB at 32 rows, so each pass over it stays in a core's L2 cache.
+_ROWS_PER_SLAB = 32
 
 
 def _best_matches(
-    boxes: torch.Tensor, counts: list[int], axes: PriorAxes
+    table: torch.Tensor, counts: list[int], starts: list[int], axes: PriorAxes
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best IoU and ground truth per prior, best prior per ground truth.
 
-    Args:
-        boxes: (B, G, 4) padded ground truths; image b has ``counts[b]`` real rows.
-    Returns:
-        best_iou (B, P) (-1 for an image without boxes), best_gt (B, P) (the first index
-        among equal IoUs, like ``max``), best_prior (B, G) (0 on padding rows).
-    """
-    num_images, g_max = boxes.shape[:2]
-    num_priors = axes.area.shape[0]
-    device = boxes.device
-    if num_images == 1:
-        # One image: all its boxes at once; ``max``/``argmax`` keep the first of equal values.
-        iou = axes.iou(boxes[0, : counts[0]])
-        best_prior = torch.zeros(1, g_max, dtype=torch.int64, device=device)
-        if counts[0] == 0:
-            return (torch.full((1, num_priors), -1.0, device=device, dtype=boxes.dtype),
-                    torch.zeros(1, num_priors, dtype=torch.int64, device=device), best_prior)  # fmt: skip
-        best_iou, best_gt = iou.max(dim=0)
-        best_prior[0, : counts[0]] = iou.argmax(dim=1)
-        return best_iou[None], best_gt[None], best_prior
+    Images are taken in decreasing box count, in slabs of similar counts padded to the
+    slab's largest; each slab is one (images, G, P) IoU. Padding rows are a box far outside
+    the image (IoU exactly 0), so they never beat a real ground truth: on equal IoU the first
+    index wins, as with ``max``.
 
-    # Many images: loop over the box index g, not over images. With the images sorted by
-    # decreasing box count, those that have a g-th box are a prefix, so each step works on
-    # an (n, P) slab that stays in cache and no padding row is ever computed.
-    order = sorted(range(num_images), key=lambda b: -counts[b])
-    order_t = torch.tensor(order, device=device)
-    sorted_boxes = boxes.index_select(0, order_t)
-    best_iou = torch.full((num_images, num_priors), -1.0, device=device, dtype=boxes.dtype)
-    best_gt = torch.zeros(num_images, num_priors, dtype=torch.int64, device=device)
-    best_prior = torch.zeros(num_images, g_max, dtype=torch.int64, device=device)
-    n = num_images
-    for g in range(max(counts)):
-        while counts[order[n - 1]] <= g:
-            n -= 1
-        iou = axes.iou(sorted_boxes[:n, g])
-        # Strictly better only: on ties the earlier ground truth stays, as ``max`` does.
-        better = iou > best_iou[:n]
-        torch.maximum(iou, best_iou[:n], out=best_iou[:n])
-        best_gt[:n].masked_fill_(better, g)
-        best_prior[:n, g] = iou.argmax(dim=1)
-    restore = torch.empty_like(order_t)
-    restore[order_t] = torch.arange(num_images, device=device)
-    return best_iou[restore], best_gt[restore], best_prior[restore]
+    Args:
+        table: (N + 1, 4) all ground truths, image by image, then a zero row.
+        counts, starts: image b owns rows ``starts[b] .. starts[b] + counts[b] - 1``.
+    Returns:
+        best_iou (B, P) (-1 for an image without boxes), best_gt (B, P) rows of ``table``
+        (the first among equal IoUs, like ``max``; the zero row N for an image without
+        boxes), best_prior (N,) per ground truth (the first among equal IoUs).
+    """
+    num_images, num_priors, total = len(counts), axes.num_priors, table.shape[0] - 1
+    device, dtype = table.device, table.dtype
+    # Rows of images with boxes are all written below; only the others need their values.
+    best_iou = torch.empty(num_images, num_priors, device=device, dtype=dtype)
+    best_gt = torch.empty(num_images, num_priors, dtype=torch.int64, device=device)
+    empty = [b for b in range(num_images) if not counts[b]]
+    if empty:
+        best_iou[empty] = -1.0
+        best_gt[empty] = total
+    best_prior = torch.empty(total + 2, dtype=torch.int64, device=device)
+    boxes = torch.cat([table, table.new_tensor([[-3.0, -3.0, -2.0, -2.0]])])  # row N + 1: far box
+    prior_bits = num_priors.bit_length()
+    # Larger for earlier priors: ties in a key's IoU part go to the first prior.
+    prior_rank = (num_priors - 1 - axes.order).view(1, 1, -1).to(torch.float64)
+    order = sorted((b for b in range(num_images) if counts[b]), key=lambda b: -counts[b])
+    i = 0
+    while i < len(order):
+        g = counts[order[i]]  # the slab's largest count
+        slab = order[i : i + max(1, _ROWS_PER_SLAB // g)]
+        i += len(slab)
+        rows = [starts[b] + k if k < counts[b] else total + 1 for b in slab for k in range(g)]
+        rows = torch.tensor(rows, device=device)
+        iou = axes.iou_grid_order(boxes.index_select(0, rows)).view(len(slab), g, num_priors)
+        slab_iou, slab_gt, slab_prior = _first_max(iou, prior_rank, prior_bits)
+        ids = torch.tensor(slab, device=device)
+        best_iou.index_copy_(0, ids, slab_iou)
+        first_row = torch.tensor([starts[b] for b in slab], device=device)
+        best_gt.index_copy_(0, ids, slab_gt.add_(first_row[:, None]))
+        best_prior.index_copy_(0, rows, slab_prior.view(-1))  # padding rows land on N + 1
+    # Back from grid order to prior order.
+    return (best_iou.index_select(1, axes.inverse), best_gt.index_select(1, axes.inverse),
+            best_prior[:total])  # fmt: skip
+
+
+def _first_max(
+    iou: torch.Tensor, prior_rank: torch.Tensor, prior_bits: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Maxima of (B, G, P) IoUs over G and over P, with the first index among equal values.
+
+    ``max``/``argmax`` with indices are ~20x slower on CPU than ``amax``, and comparing back
+    with the maximum makes bool tensors, ~5x slower than arithmetic. So each IoU goes into an
+    integer key, its float bits (IoU >= 0: integer order is float order) above a rank that is
+    larger for earlier indices, and ``amax`` of the keys gives value and index at once.
+
+    Args:
+        prior_rank: (1, 1, P) float64 ``P - 1 - prior index`` of each column; ``prior_bits``
+            >= its bit length (at most 23: keys stay below 2^53).
+    Returns:
+        iou (B, P) best over G; gt (B, P) its first index; prior (B, G) the prior index of the
+        first maximum over P.
+    """
+    g = iou.shape[1]
+    if iou.dtype != torch.float32 or max(prior_bits, g.bit_length()) > 23:  # exact, slower
+        best, gt = iou.max(dim=1)
+        prior_index = prior_rank.shape[-1] - 1 - prior_rank  # grid order -> prior index
+        at_max = iou == iou.amax(dim=2, keepdim=True)
+        return best, gt, torch.where(at_max, prior_index, prior_rank.shape[-1]).amin(dim=2).to(torch.int64)
+    # Keys in float64, exact: integers below 2^53 (30 bits of IoU + the rank bits); float64
+    # arithmetic is vectorised where int64 shifts and multiplies are not.
+    bits = iou.view(torch.int32).to(torch.float64)
+    prior_key = torch.add(prior_rank, bits, alpha=float(1 << prior_bits)).amax(dim=2).to(torch.int64)
+    prior = prior_rank.shape[-1] - 1 - prior_key.bitwise_and_((1 << prior_bits) - 1)
+    if g == 1:
+        return iou[:, 0], torch.zeros(iou.shape[0], iou.shape[2], dtype=torch.int64, device=iou.device), prior
+    gt_bits = (g - 1).bit_length()
+    gt_rank = torch.arange(g - 1, -1, -1, device=iou.device, dtype=torch.float64).view(1, g, 1)
+    gt_key = torch.add(gt_rank, bits, alpha=float(1 << gt_bits)).amax(dim=1).to(torch.int64)
+    gt = g - 1 - torch.bitwise_and(gt_key, (1 << gt_bits) - 1)
+    best = gt_key.bitwise_right_shift_(gt_bits).to(torch.int32).view(iou.dtype)
+    return best, gt, prior

@@ -104,3 +104,12 @@ def test_row_ratio_and_json():
         "of_limit": None, "note": ""
     }  # fmt: skip
     assert Row("x", 2.0, None, limit_s=0.5).to_json()["of_limit"] == 0.25
+
+
+def test_rows_filter_selects_whole_steps():
+    from ssdlib.bench.rows import COMPUTE_STEPS, STEPS, selects
+
+    assert selects(None, STEPS["inference"])
+    assert selects(["match_*"], STEPS["matching"]) and not selects(["match_*"], STEPS["postprocess"])
+    assert selects(["postprocess_b8", "voc*"], STEPS["VOC mAP"])
+    assert not any(selects(["match_*", "postprocess_b8"], STEPS[s]) for s in COMPUTE_STEPS)

@@ -130,3 +130,22 @@ def test_densify_config_is_checked():
 
     with pytest.raises(ConfigError, match=r"priors.densify is \[2\]; expected \[\] or one integer"):
         load_config("shapes", ["priors.densify=[2]"])
+
+
+def test_encode_equals_the_formula_bitwise():
+    """encode works on coordinate planes for speed; same bits as eq. 2 on (..., P, 2) slices,
+    broadcasting included (one box against all priors), -inf for the zero boxes of empty images."""
+    from ssdlib.boxes import xyxy_to_cxcywh
+
+    def formula(boxes, d, v=(0.1, 0.2)):
+        g = xyxy_to_cxcywh(boxes)
+        centre = (g[..., :2] - d[..., :2]) / d[..., 2:] / v[0]
+        return torch.cat([centre, torch.log(g[..., 2:] / d[..., 2:]) / v[1]], dim=-1)
+
+    priors = generate_priors(load_config("ssd300_voc").priors)
+    g = torch.Generator().manual_seed(5)
+    lo = torch.rand(3, priors.shape[0], 2, generator=g) * 0.8
+    boxes = torch.cat([lo, lo + 0.01 + torch.rand(3, priors.shape[0], 2, generator=g) * 0.2], -1)
+    boxes[1] = 0.0
+    for b in (boxes, boxes[0, :1], boxes.double()):
+        assert torch.equal(encode(b, priors), formula(b, priors))

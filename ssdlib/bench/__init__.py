@@ -40,33 +40,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed rounds per row (default 5, quick 1)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own choice)")  # fmt: skip
+    parser.add_argument("--rows", default=None, metavar="PATTERNS",
+                        help="only these rows: comma-separated names or shell patterns, e.g. "
+                             "'match_*,postprocess_b8' (the machine limit is measured only "
+                             "when a compute row is among them)")  # fmt: skip
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model in the CUDA training row")  # fmt: skip
 
 
 def run_bench(quick: bool = False, repeats: int | None = None, compile_model: bool = False,
-              log=print) -> dict:  # fmt: skip
-    """Measure every row; returns ``{"machine": {...}, "rows": [Row, ...]}``."""
+              log=print, patterns: list[str] | None = None) -> dict:  # fmt: skip
+    """Measure every row (or those ``patterns`` select, see :func:`ssdlib.bench.rows.selects`);
+    returns ``{"machine": {...}, "rows": [Row, ...]}``."""
     from ssdlib.bench.cuda import cuda_rows
+    from ssdlib.bench.export_rows import ROW_NAMES as ORT_ROWS
     from ssdlib.bench.limit import apply_limits, best_limits, measure_limit
-    from ssdlib.bench.rows import Settings, cpu_rows
+    from ssdlib.bench.rows import COMPUTE_STEPS, STEPS, Settings, cpu_rows, selects
     from ssdlib.engine.cpu_features import bf16_support
 
     settings = Settings(quick=quick, repeats=repeats or (1 if quick else 5), bf16=bf16_support())
-    log(f"... machine limit ({settings.bf16[1]})")
     dtypes = [torch.float32] + ([torch.bfloat16] if settings.bf16[0] else [])
+    # Rows without a FLOP count (post-processing, matching, ...) are not compared with the limit.
+    from ssdlib.bench.ssdlite_rows import ROW_NAMES as SSDLITE_ROWS
+
+    if not any(selects(patterns, STEPS[step]) for step in COMPUTE_STEPS) and not selects(
+        patterns, SSDLITE_ROWS
+    ):
+        dtypes = []
+    else:
+        log(f"... machine limit ({settings.bf16[1]})")
+
     def measure():
         return {d: measure_limit(d, quick, 3 if quick else 5) for d in dtypes}
 
     before = measure()
-    rows = cpu_rows(settings, log)
+    rows = cpu_rows(settings, log, patterns)
     from ssdlib.bench.ssdlite_rows import ssdlite_rows
 
-    log("... ssdlite320")
-    rows += ssdlite_rows(settings)
+    if selects(patterns, SSDLITE_ROWS):
+        log("... ssdlite320")
+        rows += ssdlite_rows(settings)
     from ssdlib.bench.export_rows import onnxruntime_available, onnxruntime_rows
 
-    if onnxruntime_available():
+    if selects(patterns, ORT_ROWS) and onnxruntime_available():
         from ssdlib.bench.models import build_pair, normalise, peer_images
 
         log("... onnxruntime")
@@ -76,7 +92,8 @@ def run_bench(quick: bool = False, repeats: int | None = None, compile_model: bo
     # measurement would otherwise give a "limit" that the rows beat.
     limits = best_limits(before, measure())
     apply_limits(rows, limits)
-    rows += cuda_rows(settings, compile_model)
+    if selects(patterns, ("cuda", "cuda_*")):
+        rows += cuda_rows(settings, compile_model)
     return {"machine": machine_info(limits), "rows": rows}
 
 
@@ -85,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    result = run_bench(args.quick, args.repeats, args.compile, log)
+    patterns = [p.strip() for p in args.rows.split(",") if p.strip()] if args.rows else None
+    result = run_bench(args.quick, args.repeats, args.compile, log, patterns)
     print(format_table(result["machine"], result["rows"]))
     print(f"(benchmark took {time.perf_counter() - start:.0f} s)")
     if args.json is not None:

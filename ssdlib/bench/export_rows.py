@@ -18,7 +18,9 @@ import torch
 from ssdlib.bench.timing import Row, measure_pair
 from ssdlib.model.ssd import SSD
 
-__all__ = ["onnxruntime_available", "onnxruntime_rows"]
+__all__ = ["ROW_NAMES", "onnxruntime_available", "onnxruntime_rows"]
+
+ROW_NAMES = ("onnxruntime_b1", "onnxruntime_b8")
 
 
 def onnxruntime_available() -> bool:
@@ -38,7 +40,7 @@ def onnxruntime_rows(s, model: SSD, images: torch.Tensor, big_batch: int) -> lis
         detector = OnnxDetector(path, threads=torch.get_num_threads())
         size_mib = path.stat().st_size / 2**20
         with torch.inference_mode():
-            for name, batch in (("onnxruntime_b1", 1), ("onnxruntime_b8", big_batch)):
+            for name, batch in zip(ROW_NAMES, (1, big_batch)):
                 x = images[:batch].contiguous()
                 ours_s, peer_s = measure_pair(lambda x=x: detector.predict(x),
                                               lambda x=x: model.predict(x),

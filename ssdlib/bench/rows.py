@@ -275,22 +275,48 @@ def coco_row(s: Settings) -> Row:
     return Row("coco_eval", ours_s, peer_s, note)
 
 
-def cpu_rows(s: Settings, log=print) -> list[Row]:
-    """All CPU rows, in the order of the report; ``log`` reports progress."""
-    pair = build_pair()
+# Each step of the CPU run: a progress label and the rows it produces (what ``--rows`` selects).
+STEPS: dict[str, tuple[str, ...]] = {
+    "inference": ("inference_b1", "inference_b8", "inference_b8_bf16"),
+    "postprocess": ("postprocess_b8",),
+    "train step": ("train_step_b8", "train_step_b8_bf16"),
+    "matching": ("match_encode_b32", "match_encode_b32_tv"),
+    "augmentation": ("augment",),
+    "VOC mAP": ("voc_eval_5k",),
+    "COCO eval": ("coco_eval",),
+}
+# Steps whose rows are compared with the machine limit (only they need it measured).
+COMPUTE_STEPS = ("inference", "train step")
+
+
+def selects(patterns: list[str] | None, names: tuple[str, ...]) -> bool:
+    """Whether any row name matches a ``--rows`` pattern (shell-style, ``match_*``); None: all."""
+    from fnmatch import fnmatchcase
+
+    return patterns is None or any(fnmatchcase(n, p) for n in names for p in patterns)
+
+
+def cpu_rows(s: Settings, log=print, patterns: list[str] | None = None) -> list[Row]:
+    """The CPU rows, in the order of the report (those ``patterns`` select, see :func:`selects`);
+    ``log`` reports progress."""
+    from functools import cache
+
+    pair = cache(build_pair)  # two SSD300s: built only when a selected step needs them
+    run = {
+        "inference": lambda: inference_rows(s, pair()),
+        "postprocess": lambda: [postprocess_row(s, pair())],
+        "train step": lambda: [train_step_row(s, pair()), train_step_row(s, pair(), torch.bfloat16)],
+        "matching": lambda: match_rows(s, lambda b, seed: random_targets(b, seed=seed)),
+        "augmentation": lambda: [augment_row(s)],
+        "VOC mAP": lambda: [voc_row(s)],
+        "COCO eval": lambda: [coco_row(s)],
+    }
     rows: list[Row] = []
-    steps = [
-        ("inference", lambda: inference_rows(s, pair)),
-        ("postprocess", lambda: [postprocess_row(s, pair)]),
-        ("train step", lambda: [train_step_row(s, pair), train_step_row(s, pair, torch.bfloat16)]),
-        ("matching", lambda: match_rows(s, lambda b, seed: random_targets(b, seed=seed))),
-        ("augmentation", lambda: [augment_row(s)]),
-        ("VOC mAP", lambda: [voc_row(s)]),
-        ("COCO eval", lambda: [coco_row(s)]),
-    ]
-    for label, step in steps:
-        log(f"... {label}")
-        rows.extend(step())
-    if rows[2].ours_s is not None:
-        rows[2].note += "; " + bf16_agreement(pair)
+    for label, names in STEPS.items():
+        if selects(patterns, names):
+            log(f"... {label}")
+            rows.extend(run[label]())
+    bf16_row = next((r for r in rows if r.name == "inference_b8_bf16"), None)
+    if bf16_row is not None and bf16_row.ours_s is not None:
+        bf16_row.note += "; " + bf16_agreement(pair())
     return rows

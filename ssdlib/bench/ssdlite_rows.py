@@ -39,6 +39,9 @@ def to_minus1_1(images: list[torch.Tensor]) -> torch.Tensor:
     return (torch.stack(images) * 255.0 - 127.5) / 127.5
 
 
+ROW_NAMES = ("ssdlite_b1", "ssdlite_b8")
+
+
 def ssdlite_rows(s) -> list[Row]:
     """Rows for batch 1 and ``s.big_batch`` (``s``: the bench Settings)."""
     from ssdlib.model.ssd import prepare_for_inference
@@ -48,7 +51,7 @@ def ssdlite_rows(s) -> list[Row]:
     fast = prepare_for_inference(copy.deepcopy(ours), channels_last=True)
     rows = []
     with torch.inference_mode():
-        for name, batch in (("ssdlite_b1", 1), ("ssdlite_b8", s.big_batch)):
+        for name, batch in zip(ROW_NAMES, (1, s.big_batch)):
             images = peer_images(batch, SIZE)
             ours_s, peer_s = measure_pair(lambda x=images: fast.predict(to_minus1_1(x)),
                                           lambda x=images: peer(x), s.repeats, s.heavy_warmup)  # fmt: skip
