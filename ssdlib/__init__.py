@@ -6,3 +6,8 @@ One module per concept: ``config``, ``priors``, ``boxes``, ``matching``, ``loss`
 """
 
 __version__ = "0.1.0"
+
+from ssdlib.versions import check_versions
+
+# An older torch/torchvision would fail deep inside a training step or a drawing: say it here.
+check_versions()
