@@ -1,6 +1,7 @@
 """ONNX export: onnxruntime's outputs equal PyTorch's for the light model, SSD300, SSD512 and SSDLite320 on
-random seeded weights (raw outputs within 1e-4 relative; detections: same labels, scores within
-1e-4, boxes within 1e-3 px), at batch sizes other than the one exported; the CLI round trip."""
+random seeded weights and for the shipped Shapes model on rendered test images (raw outputs within
+1e-4 relative; detections: same labels, scores within 1e-4, boxes within 1e-3 px), at batch sizes
+other than the one exported; the CLI round trip."""
 
 from __future__ import annotations
 
@@ -276,3 +277,33 @@ def test_onnxruntime_bench_rows(shapes_model):
     assert [r.name for r in rows] == ["onnxruntime_b1", "onnxruntime_b8"]
     assert all(r.ours_s > 0 and r.peer_s > 0 for r in rows)
     assert "quick: batch 2" in rows[1].note
+
+
+# --- the shipped Shapes model on real test images --------------------------------------------
+
+
+@pytest.mark.parametrize("postprocess", [False, True])
+def test_shipped_model_exports_with_the_same_detections(postprocess, tmp_path):
+    """Trained weights (float16 on disk, float32 here) on rendered test images: detections by
+    onnxruntime through ``detect_images`` equal PyTorch's at batch 1 and 3, whatever batch the
+    graph was exported with."""
+    from ssdlib.data import ShapesDataset
+    from ssdlib.engine.inference import detect_images
+    from ssdlib.model import load_shipped
+
+    model, cfg, _ = load_shipped("shapes")
+    model = model.eval()
+    path = tmp_path / "shapes.onnx"
+    export_onnx(model, path, postprocess=postprocess, batch_size=2)
+    detector = OnnxDetector(path)
+    data = ShapesDataset("test", 4, image_size=160)
+    settings = (cfg.input.image_size, cfg.input.pixel_mean, cfg.input.pixel_std)
+    for batch in (1, 3):
+        imgs = [data[k][0] for k in range(batch)]
+        expected = detect_images(model, imgs, *settings, score_threshold=0.3)
+        got = detect_images(detector, imgs, *settings, score_threshold=0.3)
+        assert all(len(e.scores) > 0 for e in expected)  # a trained model finds the shapes
+        for e, g in zip(expected, got):
+            assert torch.equal(g.labels, e.labels)
+            torch.testing.assert_close(g.scores, e.scores, atol=1e-4, rtol=0)
+            torch.testing.assert_close(g.boxes, e.boxes, atol=1e-3, rtol=0)  # pixels
