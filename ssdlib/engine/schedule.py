@@ -19,6 +19,14 @@ from collections.abc import Sequence
 import torch
 
 
+def linear_warmup(iteration: int, warmup_iters: int, warmup_factor: float) -> float:
+    """``warmup(i)`` of the formulas above: from ``warmup_factor`` up to 1 at ``warmup_iters``."""
+    if iteration >= warmup_iters:
+        return 1.0
+    alpha = iteration / warmup_iters
+    return warmup_factor * (1.0 - alpha) + alpha
+
+
 class WarmupMultiStep:
     """The LR multiplier of iteration ``i`` (a picklable callable for ``LambdaLR``).
 
@@ -41,10 +49,7 @@ class WarmupMultiStep:
         self.warmup_factor = float(warmup_factor)
 
     def __call__(self, iteration: int) -> float:
-        warmup = 1.0
-        if iteration < self.warmup_iters:
-            alpha = iteration / self.warmup_iters
-            warmup = self.warmup_factor * (1.0 - alpha) + alpha
+        warmup = linear_warmup(iteration, self.warmup_iters, self.warmup_factor)
         return warmup * self.gamma ** bisect.bisect_right(self.steps, iteration)
 
 
@@ -60,10 +65,7 @@ class WarmupCosine:
         self.warmup_factor = float(warmup_factor)
 
     def __call__(self, iteration: int) -> float:
-        warmup = 1.0
-        if iteration < self.warmup_iters:
-            alpha = iteration / self.warmup_iters
-            warmup = self.warmup_factor * (1.0 - alpha) + alpha
+        warmup = linear_warmup(iteration, self.warmup_iters, self.warmup_factor)
         progress = min(iteration, self.max_iter) / self.max_iter
         return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
 
