@@ -210,16 +210,21 @@ def state_dict_from_torchvision_ssd(state_dict: Mapping[str, torch.Tensor]) -> d
         "head.classification_head.module_list.": "head.cls_heads.",
         "head.regression_head.module_list.": "head.reg_heads.",
     }
+    allowed = ("backbone.features.", "backbone.extra.", "backbone.l2norm.", "head.cls_heads.",
+               "head.reg_heads.")  # fmt: skip
+    return _renamed(state_dict, renames, allowed, "torchvision ssd300_vgg16")
+
+
+def _renamed(
+    state_dict: Mapping[str, torch.Tensor], renames: Mapping[str, str], allowed: tuple[str, ...], what: str
+) -> dict[str, torch.Tensor]:
+    """``state_dict`` with the first matching prefix of ``renames`` replaced in each key; a key
+    that then starts with none of ``allowed`` is a CheckpointError naming ``what`` was expected."""
     out = {}
     for key, value in state_dict.items():
-        new = key
-        for old, repl in renames.items():
-            if key.startswith(old):
-                new = repl + key[len(old):]
-                break
-        if not new.startswith(("backbone.features.", "backbone.extra.", "backbone.l2norm.",
-                               "head.cls_heads.", "head.reg_heads.")):  # fmt: skip
-            raise CheckpointError(f"not a torchvision ssd300_vgg16 state dict: key {key!r}")
+        new = next((repl + key[len(old):] for old, repl in renames.items() if key.startswith(old)), key)
+        if not new.startswith(allowed):
+            raise CheckpointError(f"not a {what} state dict: key {key!r}")
         out[new] = value
     return out
 
@@ -238,18 +243,8 @@ MOBILENET_V3_LARGE_C4 = 13
 def state_dict_from_torchvision_ssdlite(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """ssdlib SSD keys from a ``torchvision.models.detection.ssdlite320_mobilenet_v3_large`` state
     dict: the heads' ``module_list`` become ``cls_heads`` / ``reg_heads``, the rest is unchanged."""
-    out = {}
-    for key, value in state_dict.items():
-        new = key
-        for old, repl in _SSDLITE_HEAD_RENAMES.items():
-            if key.startswith(old):
-                new = repl + key[len(old):]
-                break
-        if not new.startswith(("backbone.features.", "backbone.extra.", "head.cls_heads.",
-                               "head.reg_heads.")):  # fmt: skip
-            raise CheckpointError(f"not a torchvision ssdlite320_mobilenet_v3_large state dict: key {key!r}")
-        out[new] = value
-    return out
+    allowed = ("backbone.features.", "backbone.extra.", "head.cls_heads.", "head.reg_heads.")
+    return _renamed(state_dict, _SSDLITE_HEAD_RENAMES, allowed, "torchvision ssdlite320_mobilenet_v3_large")
 
 
 def _mobilenet_key(index: int, rest: str, c4: int) -> str:
