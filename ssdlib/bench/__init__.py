@@ -56,16 +56,15 @@ def run_bench(quick: bool = False, repeats: int | None = None, compile_model: bo
     from ssdlib.bench.export_rows import ROW_NAMES as ORT_ROWS
     from ssdlib.bench.limit import apply_limits, best_limits, measure_limit
     from ssdlib.bench.rows import COMPUTE_STEPS, STEPS, Settings, cpu_rows, selects
+    from ssdlib.bench.ssdlite_rows import ROW_NAMES as SSDLITE_ROWS
+    from ssdlib.bench.ssdlite_rows import ssdlite_rows
     from ssdlib.engine.cpu_features import bf16_support
 
     settings = Settings(quick=quick, repeats=repeats or (1 if quick else 5), bf16=bf16_support())
     dtypes = [torch.float32] + ([torch.bfloat16] if settings.bf16[0] else [])
     # Rows without a FLOP count (post-processing, matching, ...) are not compared with the limit.
-    from ssdlib.bench.ssdlite_rows import ROW_NAMES as SSDLITE_ROWS
-
-    if not any(selects(patterns, STEPS[step]) for step in COMPUTE_STEPS) and not selects(
-        patterns, SSDLITE_ROWS
-    ):
+    compute_rows = [name for step in COMPUTE_STEPS for name in STEPS[step]] + list(SSDLITE_ROWS)
+    if not selects(patterns, tuple(compute_rows)):
         dtypes = []
     else:
         log(f"... machine limit ({settings.bf16[1]})")
@@ -75,8 +74,6 @@ def run_bench(quick: bool = False, repeats: int | None = None, compile_model: bo
 
     before = measure()
     rows = cpu_rows(settings, log, patterns)
-    from ssdlib.bench.ssdlite_rows import ssdlite_rows
-
     if selects(patterns, SSDLITE_ROWS):
         log("... ssdlite320")
         rows += ssdlite_rows(settings)
