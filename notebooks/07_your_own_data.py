@@ -249,9 +249,9 @@ if HAVE_SHIPPED:
     SOURCE = "shapes"
 else:  # a quick light model on the five-class Shapes data (about a minute)
     quick = load_config("shapes", [f"model.width={WIDTH}", "train.max_iter=150", "train.batch_size=16",
-                                   "train.lr_steps=[120]", "train.warmup_iters=10", "train.amp=off",
-                                   "train.device=cpu", "train.checkpoint_period=150", "data.num_train=2400",
-                                   "data.views=1"])
+                                   "train.lr=0.02", "train.lr_steps=[120]", "train.warmup_iters=10",
+                                   "train.amp=off", "train.device=cpu", "train.checkpoint_period=150",
+                                   "data.num_train=2400", "data.views=1"])
     SOURCE = str(train(quick, WORK / "quick_shapes", resume=False, progress=False).checkpoint)
 print("pretrained source:", SOURCE)
 
