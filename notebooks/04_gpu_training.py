@@ -386,7 +386,7 @@ if REAL:
                                      "train.keep_checkpoints=0", *course_overrides()])
     CHUNK = max(2, cfg.train.max_iter // 4)
 else:
-    # Batch 16: half the recipe's lr of batch 32 (the linear scaling rule, below).
+    # Batch 16: half the recipe's lr of batch 32 (the linear scaling rule, above).
     cfg = load_config("shapes", ["train.batch_size=16", "train.lr=0.02", "train.max_iter=120",
                                  "train.lr_steps=[80,105]", "train.warmup_iters=20",
                                  "train.checkpoint_period=20", "train.keep_checkpoints=0",
@@ -454,9 +454,9 @@ assert np.isfinite(last)
 # Both parts fall from the first iterations. The confidence loss starts highest — every prior
 # begins with near-uniform class probabilities, and each positive brings three mined negatives —
 # and falls most (above: from about 9 to about 4); the localisation loss falls by about a third.
-# After 120 small iterations the model is far from converged — `make demo` trains the same model
+# After 120 small iterations the model is far from converged — `make demo` trains the same network
 # for 2,500 iterations of batch 32 (the model that ships with ssdlib, which notebooks 05 and 06
-# use, had 5,200 at half the learning rate), the VOC recipe runs 120k.
+# use, was trained for 5,200 at half the learning rate), the VOC recipe runs 120k.
 #
 # ## Checkpoints and an exact resume
 #

@@ -151,9 +151,10 @@ print(f"{len(data.dataset)} images, classes {names}")
 # `predict` = forward + `ssdlib.postprocess.detect`:
 #
 # 1. softmax over the $K$ classes; `decode` the offsets against the priors (notebook 03);
-# 2. per class, keep the candidates with probability above `score_threshold` (0.01 in the configs,
-#    0.001 for the shipped model: low-score detections still add recall at the end of the PR
-#    curve, and the 11-point metric pays for the last object of a class — see below);
+# 2. per class, keep the candidates with probability above `score_threshold` (0.01 in the VOC and
+#    COCO configs, 0.001 in `shapes` and for the shipped model: low-score detections still add
+#    recall at the end of the PR curve, and the 11-point metric pays for the last object of a
+#    class — see below);
 # 3. class-wise **non-maximum suppression**: among boxes of one class overlapping with IoU above
 #    `nms_threshold` (0.45), keep the highest score;
 # 4. the `max_per_image` (100; 200 in the paper) best over all classes.
