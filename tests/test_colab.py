@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "06_demo.ipynb"
 
 pytestmark = pytest.mark.slow
+CELL_TIMEOUT = 240  # seconds; the slowest cell takes a few
 
 
 def _run(cmd, **kw):
@@ -96,18 +97,33 @@ def test_notebook_installs_and_runs_from_outside_the_checkout(colab):
     content = tmp / "content"  # Colab's working directory
     content.mkdir()
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    # The notebook runs in ~30 s. Once in CI a cell never finished: kernel and client both idle,
+    # a lost kernel message. A cell that times out is therefore run once more in a fresh kernel
+    # (exit code 3 below); an error in a cell fails at once.
     runner = textwrap.dedent(f"""
+        import sys
         import nbformat
         from nbclient import NotebookClient
+        from nbclient.exceptions import CellTimeoutError
         nb = nbformat.read({str(NOTEBOOK)!r}, as_version=4)
-        NotebookClient(nb, timeout=900, kernel_name="python3",
-                       resources={{"metadata": {{"path": {str(content)!r}}}}}).execute()
+        try:
+            NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                           resources={{"metadata": {{"path": {str(content)!r}}}}}).execute()
+        except CellTimeoutError as e:
+            print(e, file=sys.stderr)
+            sys.exit(3)
         nbformat.write(nb, "executed.ipynb")
-    """)
+    """).replace("CELL_TIMEOUT", str(CELL_TIMEOUT))
     env = {**os.environ, "SSDLIB_SOURCE": f"git+file://{ROOT}", "MPLBACKEND": "Agg",
            "PYTHONPATH": "", "SSDLIB_DATA": "", "SSDLIB_OUTPUTS": ""}
     env = {k: v for k, v in env.items() if v != ""}
-    _run([str(python), "-c", runner], cwd=content, env=env)
+    for attempt in (1, 2):
+        done = subprocess.run([str(python), "-c", runner], capture_output=True, text=True,
+                              cwd=content, env=env, timeout=3 * CELL_TIMEOUT)  # fmt: skip
+        if done.returncode != 3 or attempt == 2:
+            break
+        print(f"a cell timed out after {CELL_TIMEOUT} s; running the notebook again:\n{done.stderr[-1000:]}")
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     done = nbformat.read(content / "executed.ipynb", as_version=4)
     first = "".join(o.get("text", "") for o in done.cells[next(
         i for i, c in enumerate(nb.cells) if c.cell_type == "code")].outputs)
