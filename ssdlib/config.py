@@ -117,6 +117,9 @@ class TrainConfig:
     warmup_factor: float = 1.0 / 3.0
     iou_threshold: float = 0.5
     neg_pos_ratio: int = 3
+    # Weigh each positive by (priors its object matched) ** -object_balance (loss.object_balance_weights):
+    # small objects, which match few priors, count more. 0: the paper's loss; 1: objects count equally.
+    object_balance: float = 0.0
     checkpoint_period: int = 5000
     keep_checkpoints: int = 3
     log_period: int = 10

@@ -45,12 +45,38 @@ def hard_negative_mining(
     return positive | (rank < num_neg)
 
 
+def object_balance_weights(gt_index: torch.Tensor, power: float) -> torch.Tensor:
+    """Per-prior loss weights that even out objects with many and few matched priors.
+
+    A 100 px object matches dozens of priors, an 8 px one one to four, so the paper's loss
+    (a sum over positives) is mostly about large objects. Here a positive of an object with
+    ``n`` matched priors weighs ``n ** -power``, scaled so that the positives' weights sum to
+    their number (the loss keeps its size); negatives weigh 1. ``power=1``: every object
+    counts the same; 0: the paper's loss.
+
+    Args:
+        gt_index: (B, P) int64 matched ground truth per prior (rows of the batch's boxes,
+            unique across images), -1 for background (:func:`~ssdlib.matching.match_batch`).
+    Returns:
+        weights: (B, P) float32.
+    """
+    positive = gt_index >= 0
+    rows = gt_index[positive]
+    counts = torch.bincount(rows).to(torch.float32)
+    w_pos = counts[rows].pow_(-power)
+    w_pos.mul_(rows.numel() / w_pos.sum().clamp(min=1e-12))
+    weights = torch.ones(gt_index.shape, dtype=torch.float32, device=gt_index.device)
+    weights[positive] = w_pos
+    return weights
+
+
 def multibox_loss(
     cls_logits: torch.Tensor,
     box_deltas: torch.Tensor,
     labels: torch.Tensor,
     target_deltas: torch.Tensor,
     neg_pos_ratio: int = 3,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loc_loss, cls_loss)`` on matched targets, each summed over the batch and divided by
     max(1, the batch's total number of positives) — zero, never NaN, for a batch without objects.
@@ -60,6 +86,8 @@ def multibox_loss(
         box_deltas: (B, P, 4) predicted offsets.
         labels: (B, P) int64 matched labels, 0 for background.
         target_deltas: (B, P, 4) encoded matched boxes (only positives are used).
+        weights: (B, P) per-prior weights of both terms (:func:`object_balance_weights`);
+            None: all 1, the paper's loss.
     """
     # Cross-entropy in float32 even under autocast: log-softmax over 8732 x K in fp16 is
     # where SSD's NaN losses come from. The ranking needs only -log p_0 = logsumexp - z_0,
@@ -72,12 +100,17 @@ def multibox_loss(
     with torch.no_grad():
         background_loss = torch.logsumexp(logits, dim=-1) - logits[..., 0]
         mask = hard_negative_mining(background_loss, labels, neg_pos_ratio)
-    cls_loss = F.cross_entropy(logits[mask], labels[mask], reduction="sum")
-
     positive = labels > 0
-    loc_loss = F.smooth_l1_loss(
-        box_deltas.float()[positive], target_deltas.float()[positive], reduction="sum"
-    )
+    if weights is None:
+        cls_loss = F.cross_entropy(logits[mask], labels[mask], reduction="sum")
+        loc_loss = F.smooth_l1_loss(
+            box_deltas.float()[positive], target_deltas.float()[positive], reduction="sum"
+        )
+    else:
+        cls_loss = (F.cross_entropy(logits[mask], labels[mask], reduction="none") * weights[mask]).sum()
+        loc = F.smooth_l1_loss(box_deltas.float()[positive], target_deltas.float()[positive],
+                               reduction="none")  # fmt: skip
+        loc_loss = (loc.sum(dim=1) * weights[positive]).sum()
     num_pos = positive.sum().clamp(min=1)
     return loc_loss / num_pos, cls_loss / num_pos
 
@@ -89,8 +122,11 @@ def prepare_targets(
     priors: torch.Tensor,
     variances: tuple[float, float] = (0.1, 0.2),
     iou_threshold: float = 0.5,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Matched labels ``(B, P)`` and encoded regression targets ``(B, P, 4)`` of a batch.
+    return_index: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """Matched labels ``(B, P)`` and encoded regression targets ``(B, P, 4)`` of a batch;
+    with ``return_index`` also the matched ground truth ``(B, P)`` (see
+    :func:`~ssdlib.matching.match_batch`; rows among the boxes kept below).
 
     Args:
         gt_boxes: B tensors (G_b, 4) xyxy relative; gt_labels: B tensors (G_b,) in 1..C;
@@ -105,11 +141,11 @@ def prepare_targets(
         ok = torch.isfinite(boxes).all(dim=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         kept_boxes.append(boxes[ok])
         kept_labels.append(labels[ok])
-    labels, matched = match_batch(kept_boxes, kept_labels, priors, iou_threshold)
+    labels, matched, *index = match_batch(kept_boxes, kept_labels, priors, iou_threshold, return_index)
     # Background priors' targets are never read by the loss; zero them rather than keep the
     # -inf that encoding an empty image's all-zero "matches" gives.
     target = torch.where((labels > 0)[..., None], encode(matched, priors, variances), 0.0)
-    return labels, target
+    return (labels, target, *index)
 
 
 class MultiBoxLoss(nn.Module):
@@ -121,6 +157,8 @@ class MultiBoxLoss(nn.Module):
         variances: box coding variances (the model's).
         iou_threshold: a prior whose best IoU is below it is background.
         neg_pos_ratio: mined negatives per positive.
+        object_balance: the power of :func:`object_balance_weights`; 0 (default): the
+            paper's unweighted sums.
     """
 
     def __init__(
@@ -129,6 +167,7 @@ class MultiBoxLoss(nn.Module):
         variances: tuple[float, float] = (0.1, 0.2),
         iou_threshold: float = 0.5,
         neg_pos_ratio: int = 3,
+        object_balance: float = 0.0,
     ) -> None:
         super().__init__()
         # Not persistent: the priors come from the config, as the model's do.
@@ -136,6 +175,7 @@ class MultiBoxLoss(nn.Module):
         self.variances = tuple(variances)
         self.iou_threshold = iou_threshold
         self.neg_pos_ratio = neg_pos_ratio
+        self.object_balance = object_balance
 
     def targets(
         self, gt_boxes: list[torch.Tensor], gt_labels: list[torch.Tensor]
@@ -158,5 +198,11 @@ class MultiBoxLoss(nn.Module):
         Returns:
             (loc_loss, cls_loss), scalars, already divided by the number of positives.
         """
-        labels, target_deltas = self.targets(gt_boxes, gt_labels)
-        return multibox_loss(cls_logits, box_deltas, labels, target_deltas, self.neg_pos_ratio)
+        if not self.object_balance:
+            labels, target_deltas = self.targets(gt_boxes, gt_labels)
+            return multibox_loss(cls_logits, box_deltas, labels, target_deltas, self.neg_pos_ratio)
+        labels, target_deltas, gt_index = prepare_targets(
+            gt_boxes, gt_labels, self.priors, self.variances, self.iou_threshold, return_index=True
+        )
+        weights = object_balance_weights(gt_index, self.object_balance)
+        return multibox_loss(cls_logits, box_deltas, labels, target_deltas, self.neg_pos_ratio, weights)

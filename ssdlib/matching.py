@@ -47,21 +47,25 @@ def match_batch(
     gt_labels: list[torch.Tensor],
     priors_cxcywh: torch.Tensor,
     iou_threshold: float = 0.5,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_index: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """:func:`match` for a batch, without a Python loop over images.
 
     Args:
         gt_boxes: B tensors (G_b, 4) xyxy, relative (G_b may be 0).
         gt_labels: B tensors (G_b,) int64 in 1..C.
         priors_cxcywh: (P, 4) default boxes.
+        return_index: also return which ground truth each positive prior matched.
     Returns:
-        labels: (B, P) int64; boxes: (B, P, 4) xyxy.
+        labels: (B, P) int64; boxes: (B, P, 4) xyxy; with ``return_index`` also
+        gt_index: (B, P) int64, the matched box's row in ``torch.cat(gt_boxes)``, -1 for background.
     """
     device, dtype = priors_cxcywh.device, priors_cxcywh.dtype
     num_images, num_priors = len(gt_boxes), priors_cxcywh.shape[0]
     if num_images == 0:
-        return (torch.zeros(0, num_priors, dtype=torch.int64, device=device),
-                torch.zeros(0, num_priors, 4, device=device))  # fmt: skip
+        empty = (torch.zeros(0, num_priors, dtype=torch.int64, device=device),
+                 torch.zeros(0, num_priors, 4, device=device))  # fmt: skip
+        return (*empty, empty[0].clone()) if return_index else empty
     counts = [int(b.shape[0]) for b in gt_boxes]
     total = sum(counts)
     # Every ground truth in image order (row ``starts[b] + g``), then one zero row: what an
@@ -95,6 +99,8 @@ def match_batch(
     matched_labels = label_table.index_select(0, flat_gt).view(num_images, num_priors)
     matched_labels.masked_fill_(best_iou < iou_threshold, 0)
     matched_boxes = table.index_select(0, flat_gt).view(num_images, num_priors, 4)
+    if return_index:
+        return matched_labels, matched_boxes, best_gt.masked_fill_(matched_labels == 0, -1)
     return matched_labels, matched_boxes
 
 

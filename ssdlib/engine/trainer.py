@@ -179,7 +179,8 @@ def _build_run(cfg: Config, device: torch.device, info: DistInfo, ckpt: dict | N
                                 t.lr_schedule, t.max_iter)
     amp_dtype = resolve_amp(t.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    loss_fn = MultiBoxLoss(model.priors, tuple(cfg.priors.variances), t.iou_threshold, t.neg_pos_ratio)
+    loss_fn = MultiBoxLoss(model.priors, tuple(cfg.priors.variances), t.iou_threshold, t.neg_pos_ratio,
+                           t.object_balance)
     run = _Run(model, model, loss_fn, optimizer, scheduler, scaler, amp_dtype, device, info,
                channels_last=channels_last)
     if ckpt is not None:
