@@ -161,7 +161,7 @@ _RULES = {  # key -> (test, what is expected)
     "train.warmup_factor": (_unit, "in (0, 1]"),
     "train.iou_threshold": (_unit, "in (0, 1]"),
     "train.neg_pos_ratio": (_positive, "> 0"),
-    "train.object_balance": (lambda v: 0 <= v <= 1, "in [0, 1] (0: the paper's loss)"),
+    "train.object_balance": (_closed_unit, "in [0, 1] (0: the paper's loss)"),
     "train.checkpoint_period": (_positive, "> 0"),
     "train.log_period": (_positive, "> 0"),
     "train.eval_period": (_non_negative, ">= 0 (0: only at the end)"),
