@@ -198,11 +198,9 @@ class MultiBoxLoss(nn.Module):
         Returns:
             (loc_loss, cls_loss), scalars, already divided by the number of positives.
         """
-        if not self.object_balance:
-            labels, target_deltas = self.targets(gt_boxes, gt_labels)
-            return multibox_loss(cls_logits, box_deltas, labels, target_deltas, self.neg_pos_ratio)
-        labels, target_deltas, gt_index = prepare_targets(
-            gt_boxes, gt_labels, self.priors, self.variances, self.iou_threshold, return_index=True
+        labels, target_deltas, *index = prepare_targets(
+            gt_boxes, gt_labels, self.priors, self.variances, self.iou_threshold,
+            return_index=self.object_balance > 0,
         )
-        weights = object_balance_weights(gt_index, self.object_balance)
+        weights = object_balance_weights(index[0], self.object_balance) if index else None
         return multibox_loss(cls_logits, box_deltas, labels, target_deltas, self.neg_pos_ratio, weights)
