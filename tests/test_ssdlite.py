@@ -273,6 +273,9 @@ def test_trains_on_shapes(tmp_path):
         "data.num_train=64", "data.source_size=320", "data.num_workers=0", "data.views=1",
         "train.batch_size=4", "train.max_iter=14", "train.lr=0.05", "train.lr_steps=[100]",
         "train.warmup_iters=2", "train.checkpoint_period=100", "train.log_period=1",
+        # The paper's loss, as the bound below was set with: the shapes recipe's per-object
+        # weights make 14 steps of batch 4 too noisy to compare (12.5-16.1 over the last four).
+        "train.object_balance=0",
     ]  # fmt: skip
     cfg = load_config("shapes", overrides)
     result = train(cfg, tmp_path, progress=False)
