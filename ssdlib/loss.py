@@ -48,8 +48,9 @@ def hard_negative_mining(
 def object_balance_weights(gt_index: torch.Tensor, power: float) -> torch.Tensor:
     """Per-prior loss weights that even out objects with many and few matched priors.
 
-    A 100 px object matches dozens of priors, an 8 px one one to four, so the paper's loss
-    (a sum over positives) is mostly about large objects. Here a positive of an object with
+    A large object matches several times more priors than a small one (``shapes`` config, its
+    500 test images, IoU 0.4: median 10 for objects over 64 px, 2-3 under 16 px), so the
+    paper's loss (a sum over positives) is mostly about large objects. Here a positive of an object with
     ``n`` matched priors weighs ``n ** -power``, scaled so that the positives' weights sum to
     their number (the loss keeps its size); negatives weigh 1. ``power=1``: every object
     counts the same; 0: the paper's loss.
