@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -16,19 +17,30 @@ def execute_notebook(notebook: Path, cwd: Path, out: Path, timeout: int = 900) -
     """Run ``notebook`` with working directory ``cwd``; write the executed copy to ``out`` and
     return the text of all its outputs. A cell error fails with the tail of nbconvert's log.
 
-    ``timeout`` is per cell. A cell that times out is run once more, in a fresh kernel: twice in
-    CI (notebook 06, here and in test_colab) a cell never finished with kernel and client both
-    idle in ``epoll_wait``, a lost kernel message, not a slow cell.
+    ``timeout`` is per cell (see :func:`rerun_on_cell_timeout`).
     """
-    for attempt in (1, 2):
-        done = _nbconvert(notebook, cwd, out, timeout)
-        if "CellTimeoutError" not in done.stderr or attempt == 2:
-            break
-        print(f"{notebook.name}: a cell timed out after {timeout} s; running it again:\n"
-              f"{done.stderr[-1000:]}")
+    done = rerun_on_cell_timeout(lambda: _nbconvert(notebook, cwd, out, timeout),
+                                 lambda d: "CellTimeoutError" in d.stderr, notebook.name, timeout)
     assert done.returncode == 0, f"{notebook.name} failed:\n{done.stderr[-4000:]}"
     nb = nbformat.read(out, as_version=4)
     return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def rerun_on_cell_timeout(
+    run: Callable[[], subprocess.CompletedProcess],
+    timed_out: Callable[[subprocess.CompletedProcess], bool],
+    name: str,
+    timeout: int,
+) -> subprocess.CompletedProcess:
+    """``run()`` (a whole notebook in a fresh kernel), once more if ``timed_out`` says a cell
+    hit its limit. Twice in CI (notebook 06, in test_colab and in the cached-weights test) a cell
+    never finished with kernel and client both idle in ``epoll_wait``: a lost kernel message,
+    not a slow cell. A cell error is not retried."""
+    done = run()
+    if timed_out(done):
+        print(f"{name}: a cell timed out after {timeout} s; running it again:\n{done.stderr[-1000:]}")
+        done = run()
+    return done
 
 
 def _nbconvert(notebook: Path, cwd: Path, out: Path, timeout: int) -> subprocess.CompletedProcess:
