@@ -36,13 +36,21 @@ def hard_negative_mining(
         negatives with the highest background loss.
     """
     positive = labels > 0
-    num_neg = positive.sum(dim=1, keepdim=True) * neg_pos_ratio
+    need = (positive.sum(dim=1, keepdim=True) * neg_pos_ratio).clamp_(max=labels.shape[1])
     ranked = background_loss.masked_fill(positive, -torch.inf)
-    # Rank of every prior by loss; a stable sort keeps ties in prior order, deterministically.
-    order = ranked.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    return positive | (rank < num_neg)
+    most = int(need.max()) if need.numel() else 0
+    if most == 0:
+        return positive
+    # The first ``need`` priors in the order of a stable descending sort (loss, then prior
+    # index): those above the need-th highest loss, and of those equal to it the first in
+    # prior order. A partial sort (topk) finds that loss: a full argsort of the P priors took
+    # 4.3 of the 15 ms of the Shapes loss (B=32, P=3890, forward + backward, 2 threads).
+    kth = ranked.topk(most, dim=1).values.gather(1, (need - 1).clamp_(min=0))
+    kth.masked_fill_(need == 0, torch.inf)
+    above = ranked > kth
+    tie = ranked == kth
+    room = need - above.sum(dim=1, keepdim=True)
+    return positive | above | (tie & (tie.cumsum(dim=1) <= room))
 
 
 def object_balance_weights(gt_index: torch.Tensor, power: float) -> torch.Tensor:
@@ -137,16 +145,26 @@ def prepare_targets(
     first: the datasets already remove it, but a custom dataset or transform may not, and the
     encoder's ``log(w / prior_w)`` would turn such a box into inf/NaN targets.
     """
-    kept_boxes, kept_labels = [], []
-    for boxes, labels in zip(gt_boxes, gt_labels):
-        ok = torch.isfinite(boxes).all(dim=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        kept_boxes.append(boxes[ok])
-        kept_labels.append(labels[ok])
-    labels, matched, *index = match_batch(kept_boxes, kept_labels, priors, iou_threshold, return_index)
+    gt_boxes, gt_labels = _drop_degenerate(list(gt_boxes), list(gt_labels))
+    labels, matched, *index = match_batch(gt_boxes, gt_labels, priors, iou_threshold, return_index)
     # Background priors' targets are never read by the loss; zero them rather than keep the
     # -inf that encoding an empty image's all-zero "matches" gives.
     target = torch.where((labels > 0)[..., None], encode(matched, priors, variances), 0.0)
     return (labels, target, *index)
+
+
+def _drop_degenerate(
+    gt_boxes: list[torch.Tensor], gt_labels: list[torch.Tensor]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The boxes with finite coordinates and positive width and height, and their labels.
+    Checked on the whole batch at once: per image it was ~6 small operations each, 1.8 ms of
+    the Shapes loss (B=32)."""
+    boxes = torch.cat([b.reshape(-1, 4) for b in gt_boxes]) if gt_boxes else torch.zeros(0, 4)
+    ok = torch.isfinite(boxes).all(dim=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    if bool(ok.all()):
+        return gt_boxes, gt_labels
+    oks = ok.split([b.reshape(-1, 4).shape[0] for b in gt_boxes])
+    return [b[k] for b, k in zip(gt_boxes, oks)], [lb[k] for lb, k in zip(gt_labels, oks)]
 
 
 class MultiBoxLoss(nn.Module):

@@ -119,6 +119,21 @@ def test_loss_from_ground_truth_equals_reference_match_encode_and_loss():
     assert torch.equal(loc, halves[0]) and torch.equal(cls, halves[1])
 
 
+def test_degenerate_ground_truth_is_dropped_before_matching():
+    g = torch.Generator().manual_seed(12)
+    gts = [random_gts(g, n) for n in (3, 2, 4)]
+    bad = torch.tensor([[0.2, 0.2, 0.2, 0.5], [0.1, float("nan"), 0.3, 0.4], [0.5, 0.6, 0.4, 0.9]])
+    dirty = [torch.cat([gts[0][0], bad[:1]]), bad[1:], torch.cat([bad[2:], gts[2][0]])]
+    dirty_labels = [torch.cat([gts[0][1], torch.tensor([5])]), torch.tensor([6, 7]),
+                    torch.cat([torch.tensor([8]), gts[2][1]])]  # fmt: skip
+    clean = [gts[0][0], torch.zeros(0, 4), gts[2][0]]
+    clean_labels = [gts[0][1], torch.zeros(0, dtype=torch.int64), gts[2][1]]
+    got = prepare_targets(dirty, dirty_labels, PRIORS, return_index=True)
+    expected = prepare_targets(clean, clean_labels, PRIORS, return_index=True)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert torch.isfinite(got[1]).all() and (got[0][1] == 0).all()
+
+
 def test_loss_of_a_batch_without_objects_is_zero_and_priors_follow_to():
     loss_fn = MultiBoxLoss(PRIORS.double()).to(torch.float32)  # a buffer: moved and cast by .to
     assert loss_fn.priors.dtype == torch.float32 and "priors" not in loss_fn.state_dict()
@@ -168,6 +183,31 @@ def test_hard_negative_mining_counts():
     assert mask[0].sum() == 2 + 6 and mask[1].sum() == 50 and mask[2].sum() == 0
     negatives = mask[0] & (labels[0] == 0)
     assert loss[0][negatives].min() >= loss[0][(labels[0] == 0) & ~mask[0]].max()
+
+
+def stable_sort_mining(background_loss, labels, neg_pos_ratio):
+    """The ranking by a full stable sort that hard_negative_mining's partial sort replaces."""
+    positive = labels > 0
+    ranked = background_loss.masked_fill(positive, -torch.inf)
+    order = ranked.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1]).expand_as(order))
+    return positive | (rank < positive.sum(dim=1, keepdim=True) * neg_pos_ratio)
+
+
+def test_hard_negative_mining_equals_stable_sort_with_ties():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(200):
+        b, p = int(torch.randint(1, 9, (1,), generator=g)), int(torch.randint(1, 300, (1,), generator=g))
+        loss = torch.rand(b, p, generator=g)
+        if trial % 3 == 0:
+            loss = (loss * 4).floor()  # many equal losses: prior order decides
+        if trial % 7 == 0:
+            loss[:, ::5] = torch.inf
+        labels = (torch.rand(b, p, generator=g) < float(torch.rand(1, generator=g)) * 0.6).long() * 3
+        labels[0] = 0 if trial % 5 == 0 else labels[0]
+        for ratio in (0, 1, 3, 10):
+            expected = stable_sort_mining(loss, labels, ratio)
+            assert torch.equal(hard_negative_mining(loss, labels, ratio), expected)
 
 
 def test_loss_gradients_flow():

@@ -55,7 +55,7 @@ def test_match_batch_equals_reference_loop_on_hard_batches():
     g = torch.Generator().manual_seed(2)
     for priors in (priors_of("ssd300_voc"), priors_of("shapes")[torch.randperm(3890, generator=g)],
                    priors_of("shapes").double()):  # fmt: skip
-        images = [hard_boxes(g, n) for n in (30, 0, 1, 7, 0, 12, 3)]
+        images = [hard_boxes(g, n) for n in (30, 0, 1, 7, 0, 12, 3, 70)]  # 70: a 7-bit rank in the keys
         images.append(torch.tensor([[0.4, 0.4, 0.6, 0.6]] * 3, dtype=torch.float32))  # one shared best prior
         labels = [torch.randint(1, 21, (len(b),), generator=g) for b in images]
         images = [b.to(priors.dtype) for b in images]
