@@ -110,16 +110,22 @@ def multibox_loss(
         background_loss = torch.logsumexp(logits, dim=-1) - logits[..., 0]
         mask = hard_negative_mining(background_loss, labels, neg_pos_ratio)
     positive = labels > 0
+    # The mined and the positive priors as row indices, each found once: every boolean index
+    # is a nonzero over all B x P priors (ten of them took ~2.7 ms of a Shapes step).
+    sel = mask.view(-1).nonzero().squeeze(1)
+    pos = positive.view(-1).nonzero().squeeze(1)
+    sel_logits = logits.reshape(-1, logits.shape[-1]).index_select(0, sel)
+    sel_labels = labels.reshape(-1).index_select(0, sel)
+    pred = box_deltas.reshape(-1, 4).index_select(0, pos).float()
+    target = target_deltas.reshape(-1, 4).index_select(0, pos).float()
     if weights is None:
-        cls_loss = F.cross_entropy(logits[mask], labels[mask], reduction="sum")
-        loc_loss = F.smooth_l1_loss(
-            box_deltas.float()[positive], target_deltas.float()[positive], reduction="sum"
-        )
+        cls_loss = F.cross_entropy(sel_logits, sel_labels, reduction="sum")
+        loc_loss = F.smooth_l1_loss(pred, target, reduction="sum")
     else:
-        cls_loss = (F.cross_entropy(logits[mask], labels[mask], reduction="none") * weights[mask]).sum()
-        loc = F.smooth_l1_loss(box_deltas.float()[positive], target_deltas.float()[positive],
-                               reduction="none")  # fmt: skip
-        loc_loss = (loc.sum(dim=1) * weights[positive]).sum()
+        w = weights.reshape(-1)
+        cls_loss = (F.cross_entropy(sel_logits, sel_labels, reduction="none") * w.index_select(0, sel)).sum()
+        loc = F.smooth_l1_loss(pred, target, reduction="none").sum(dim=1)
+        loc_loss = (loc * w.index_select(0, pos)).sum()
     num_pos = positive.sum().clamp(min=1)
     return loc_loss / num_pos, cls_loss / num_pos
 
