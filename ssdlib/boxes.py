@@ -43,24 +43,23 @@ def encode(
     Returns:
         deltas: (..., P, 4) t_cx, t_cy, t_w, t_h.
     """
-    # The same operations as xyxy_to_cxcywh and eq. 2, element by element, but on whole
-    # coordinate planes: on (..., P, 2) slices every inner loop is 2 elements long, ~20x
-    # slower on CPU. ``log`` still runs on one contiguous (..., P, 2) tensor, as it always
+    # The same operations as xyxy_to_cxcywh and eq. 2, element by element, on whole
+    # coordinate columns: on (..., P, 2) slices every inner loop is 2 elements long, ~20x
+    # slower on CPU. t_cx and t_cy are written straight into their columns of the result (add,
+    # subtract and divide round the same wherever they write: no cat, ~15 % less time for
+    # SSD300 at B=32); ``log`` still runs on one contiguous (..., P, 2) tensor, as it always
     # did: its vectorised and scalar paths may differ in the last bit.
     d = priors_cxcywh
-    shape = torch.broadcast_shapes(boxes_xyxy.shape[:-1], d.shape[:-1]) + (2,)
+    shape = torch.broadcast_shapes(boxes_xyxy.shape[:-1], d.shape[:-1])
     dtype = torch.result_type(boxes_xyxy, d)
-    centre = torch.empty(shape, dtype=dtype, device=boxes_xyxy.device)
-    size = torch.empty(shape, dtype=dtype, device=boxes_xyxy.device)
-    x1, y1, x2, y2 = (c.expand(shape[:-1]) for c in boxes_xyxy.unbind(-1))  # boxes may broadcast
-    torch.add(x1, x2, out=centre[..., 0])
-    torch.add(y1, y2, out=centre[..., 1])
-    torch.sub(x2, x1, out=size[..., 0])
-    torch.sub(y2, y1, out=size[..., 1])
-    d_centre, d_size = d[..., :2].contiguous(), d[..., 2:].contiguous()
-    centre.div_(2).sub_(d_centre).div_(d_size).div_(variances[0])
-    size = torch.log(size.div_(d_size)).div_(variances[1])
-    return torch.cat([centre, size], dim=-1)
+    deltas = torch.empty(shape + (4,), dtype=dtype, device=boxes_xyxy.device)
+    size = torch.empty(shape + (2,), dtype=dtype, device=boxes_xyxy.device)
+    x1, y1, x2, y2 = (c.expand(shape) for c in boxes_xyxy.unbind(-1))  # boxes may broadcast
+    for k, (lo, hi) in enumerate(((x1, x2), (y1, y2))):
+        torch.add(lo, hi, out=deltas[..., k]).div_(2).sub_(d[..., k]).div_(d[..., k + 2]).div_(variances[0])
+        torch.sub(hi, lo, out=size[..., k])
+    deltas[..., 2:] = size.div_(d[..., 2:].contiguous()).log_().div_(variances[1])
+    return deltas
 
 
 def decode(

@@ -197,7 +197,8 @@ def _first_max(iou: torch.Tensor, ranks: _Ranks) -> tuple[torch.Tensor, torch.Te
         at_max = iou == iou.amax(dim=2, keepdim=True)
         return best, gt, torch.where(at_max, ranks.prior_index, num_priors).amin(dim=2)
     low_bits = ranks.prior_bits + ranks.gt_bits
-    key = torch.add(ranks.key[:, :g], iou.view(torch.int32).to(torch.float64), alpha=float(1 << low_bits))
+    key = torch.empty(iou.shape, dtype=torch.float64, device=iou.device).copy_(iou.view(torch.int32))
+    key = torch.add(ranks.key[:, :g], key, alpha=float(1 << low_bits), out=key)
     prior_key = key.amax(dim=2).to(torch.int64).bitwise_right_shift_(ranks.gt_bits)
     prior = num_priors - 1 - prior_key.bitwise_and_((1 << ranks.prior_bits) - 1)
     gt_key = key.amax(dim=1).to(torch.int64)
