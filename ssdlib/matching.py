@@ -167,15 +167,16 @@ class _Ranks:
     either axis gives the maximum and its first index at once. The keys are float64, exact
     below 2^53 (30 bits of IoU + both ranks), whose arithmetic is vectorised where int64
     shifts and multiplies are not; the low part, ``key`` (1, most, P), is made once per batch.
-    Without room for the keys (float64 IoUs, or too many priors and boxes) ``key`` is None
-    and :func:`_first_max` takes the exact, slower way.
+    Without room for the keys (float64 IoUs, or too many priors and boxes) or without float64
+    (Apple's MPS) ``key`` is None and :func:`_first_max` takes the exact, slower way.
     """
 
     def __init__(self, axes: PriorAxes, most: int, dtype: torch.dtype) -> None:
         self.num_priors = num_priors = axes.num_priors
         self.prior_bits, self.gt_bits = num_priors.bit_length(), (most - 1).bit_length()
         self.key = None
-        if dtype == torch.float32 and 30 + self.prior_bits + self.gt_bits <= 53:
+        room = 30 + self.prior_bits + self.gt_bits <= 53
+        if dtype == torch.float32 and room and axes.order.device.type != "mps":
             prior_rank = (num_priors - 1 - axes.order).to(torch.float64)
             gt_rank = torch.arange((1 << self.gt_bits) - 1, (1 << self.gt_bits) - 1 - most, -1,
                                    dtype=torch.float64, device=prior_rank.device)  # fmt: skip
@@ -211,6 +212,6 @@ def _gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``table.index_select(0, index)`` for an (N, 4) table. A float32 row is 16 bytes, one
     complex128: gathering it as one element is ~6x faster on CPU than four (0.21 vs 1.40 ms
     for 279k rows, AVX2 kernels). The bits are copied, not computed: the values are the same."""
-    if table.dtype == torch.float32 and table.is_contiguous() and table.shape[-1] == 4:
+    if table.device.type == "cpu" and table.dtype == torch.float32 and table.is_contiguous():
         return table.view(torch.complex128).view(-1).index_select(0, index).view(torch.float32).view(-1, 4)
     return table.index_select(0, index)

@@ -67,3 +67,23 @@ def test_match_batch_equals_reference_loop_on_hard_batches():
                     continue
                 ref_labels, ref_boxes = ref_match(b, lab, priors, thr)
                 assert torch.equal(out_labels[i], ref_labels) and torch.equal(out_boxes[i], ref_boxes)
+
+
+def test_match_batch_without_float64_keys_is_the_same(monkeypatch):
+    # Apple's MPS has no float64: the matcher then takes the exact max/where way (float32).
+    import ssdlib.matching as matching
+
+    g = torch.Generator().manual_seed(4)
+    priors = priors_of("ssd300_voc")
+    images = [hard_boxes(g, n) for n in (9, 0, 1, 25)]
+    labels = [torch.randint(1, 21, (len(b),), generator=g) for b in images]
+    keyed = match_batch(images, labels, priors, 0.5, return_index=True)
+    init = matching._Ranks.__init__
+
+    def no_keys(self, *args):
+        init(self, *args)
+        self.key = None
+
+    monkeypatch.setattr(matching._Ranks, "__init__", no_keys)
+    exact = match_batch(images, labels, priors, 0.5, return_index=True)
+    assert all(torch.equal(a, b) for a, b in zip(keyed, exact))
