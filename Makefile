@@ -9,10 +9,11 @@ NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-# The second notebook pass: PyTorch held to AVX2 kernels (ATen and oneDNN), as on a CPU without
-# AVX-512, AMX or bf16 units; `train.amp=auto` then trains in fp32 (ssdlib reads the same
-# variables). Notebook outputs compared by nbval must come out equal on both passes.
-AVX2_FP32 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+# The second notebook pass: PyTorch held to AVX2 kernels (ATen, oneDNN and MKL's BLAS, which
+# reads only its own variable), as on a CPU without AVX-512, AMX or bf16 units; `train.amp=auto`
+# then trains in fp32 (ssdlib reads the same variables). Notebook outputs compared by nbval must
+# come out equal on both passes.
+AVX2_FP32 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 NBVAL := --nbval --nbval-sanitize-with $(NBVAL_SANITIZE)
 
 .PHONY: venv test test-avx2 chromium lint demo lab notebooks figures bench gpu-check clean

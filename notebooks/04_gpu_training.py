@@ -357,10 +357,10 @@ print(f"iteration 0, 1 GPU x 8: images {[i for i, _ in one_gpu]}")
 # the schedule shortened in proportion (warm-up 20, steps at 80 and 105) — well under a minute on
 # two CPU cores (the cell prints its time), in float32 (`train.amp=off`). Its losses differ in the
 # last digits from one CPU to another (other kernels round differently), so the cells below check
-# them with tolerances. That is far too short to give a good detector (`make demo` trains 2,400
-# iterations of batch 32 in about ten minutes), but every part of the loop runs. On a GPU with VOC: the
-# real `ssd300_voc` recipe (ImageNet VGG16 backbone, downloaded once), capped at 1000 iterations
-# here — the full 120k is a job for the command line (`python -m ssdlib train --config
+# them with tolerances. That is far too short to give a good detector (`make demo` trains 2,700
+# iterations of batch 32: 3-12 minutes on 2 cores, by CPU), but every part of the loop runs. On a
+# GPU with VOC: the real `ssd300_voc` recipe (ImageNet VGG16 backbone, downloaded once), capped
+# at 1000 iterations here — the full 120k is a job for the command line (`python -m ssdlib train --config
 # ssd300_voc`), which resumes where it stopped if interrupted.
 #
 # `train` writes `config.yaml`, `metrics.jsonl`/`.csv` and checkpoints into its output folder. We call
@@ -455,7 +455,7 @@ assert np.isfinite(last)
 # begins with near-uniform class probabilities, and each positive brings three mined negatives —
 # and falls most (above: from about 9 to about 4); the localisation loss falls by about a third.
 # After 120 small iterations the model is far from converged — `make demo` trains the same network
-# for 2,400 iterations of batch 32 (the model that ships with ssdlib, which notebooks 05 and 06
+# for 2,700 iterations of batch 32 (the model that ships with ssdlib, which notebooks 05 and 06
 # use, was trained for 5,200 at half the learning rate), the VOC recipe runs 120k.
 #
 # ## Checkpoints and an exact resume

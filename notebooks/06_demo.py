@@ -298,13 +298,13 @@ for name, net, size in (("Shapes light model", model, cfg.input.image_size),
 # # the shipped Shapes model (its own config gives the preprocessing)
 # python -m ssdlib demo --weights shapes --images my_images/ --out outputs/pictures
 # # a training checkpoint (its config gives the model and the preprocessing)
-# python -m ssdlib demo --config shapes --ckpt outputs/demo/train/model_0002400.pth \
+# python -m ssdlib demo --config shapes --ckpt outputs/demo/train/model_0002700.pth \
 #     --images my_images/ --out outputs/pictures --score-threshold 0.5
 # # torchvision's COCO SSD300 (downloaded once)
 # python -m ssdlib demo --weights torchvision-coco --images my_photos/ --out outputs/pictures
 # ```
 #
-# `make demo` trains the Shapes model for 2,400 iterations and writes pictures, PR curves and the
+# `make demo` trains the Shapes model for 2,700 iterations and writes pictures, PR curves and the
 # metrics into `outputs/demo`. Here, four Shapes images into a folder and the shipped model:
 
 # %% tags=["nbval-ignore-output"]

@@ -87,3 +87,39 @@ def test_scaled():
     px = d.scaled(640, 480)
     assert torch.allclose(px.boxes[:, 0], d.boxes[:, 0] * 640)
     assert torch.allclose(px.boxes[:, 3], d.boxes[:, 3] * 480)
+
+
+def _nms_case(seed, n, classes, spread):
+    """n candidate boxes in `classes` classes; a small `spread` puts every box of a class on
+    nearly the same spot (NMS keeps about one per class)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(1, classes + 1, (n,), generator=g)
+    centres = torch.rand(classes, 2, generator=g)[labels - 1]  # one spot per class
+    xy = centres + (torch.rand(n, 2, generator=g) - 0.5) * spread
+    wh = 0.1 + 0.05 * spread * torch.rand(n, 2, generator=g)
+    boxes = torch.cat([xy - wh / 2, xy + wh / 2], dim=1)
+    # Distinct scores (no tie order), in bands by class: the prefix holds few classes.
+    scores = (labels * n + torch.randperm(n, generator=g)).double().div(n * (classes + 1)).float()
+    return boxes, scores, labels
+
+
+def test_top_class_nms_equals_full_batched_nms():
+    """The prefix answer when it is final, the full run when it is not: both equal to
+    batched_nms on everything, cut to max_keep."""
+    from torchvision.ops import batched_nms
+
+    from ssdlib.postprocess import top_class_nms
+
+    for seed, spread, classes in ((0, 2.0, 20), (1, 2.0, 90), (2, 0.01, 20), (3, 0.01, 90)):
+        boxes, scores, labels = _nms_case(seed, 3000, classes, spread)
+        for max_keep in (50, 200):
+            full = batched_nms(boxes, scores, labels, 0.45)[:max_keep]
+            got = top_class_nms(boxes, scores, labels, 0.45, max_keep)
+            assert torch.equal(got, full), (seed, spread, classes, max_keep)
+    # Which path each case took: the spread-out boxes fill max_keep from the prefix, the
+    # clustered ones keep about one box per class there, so they need the full run.
+    spread_out, clustered = _nms_case(0, 3000, 20, 2.0), _nms_case(2, 3000, 20, 0.01)
+    for (boxes, scores, labels), final in ((spread_out, True), (clustered, False)):
+        top, order = scores.topk(201)
+        kept = batched_nms(boxes[order[:200]], top[:200], labels[order[:200]], 0.45)[:50]
+        assert (kept.numel() == 50) == final

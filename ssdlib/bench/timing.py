@@ -141,7 +141,7 @@ def machine_info(limits: dict) -> dict:
         "limits": {str(k).removeprefix("torch."): v.to_json() for k, v in limits.items()},
         "python": platform.python_version(),
     }
-    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "SSDLIB_NO_BF16"):
+    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "SSDLIB_NO_BF16"):
         if os.environ.get(name):
             info[name] = os.environ[name]
     if hasattr(os, "getloadavg"):

@@ -5,6 +5,10 @@ vectorised kernels: ``default``, ``avx2``, ``avx512``) and ``ONEDNN_MAX_CPU_ISA`
 convolutions and matmuls: ``AVX2``, ``AVX512_CORE``, ``AVX512_CORE_BF16``, ``AVX512_CORE_AMX``,
 ...). Under ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` an AMX or AVX512-BF16 machine
 behaves like a plain AVX2 CPU: bf16 is then emulated (slower than fp32), so it counts as absent.
+Dense ``torch.mm``/``Linear`` in fp32 go to MKL's BLAS on x86 builds, which ignores both and
+reads ``MKL_ENABLE_INSTRUCTIONS`` (``AVX2``): without it a 2048^2 fp32 matmul still ran at
+448 GFLOP/s on an AMX Xeon "held to AVX2", 235 with it. The full emulation (``make test``'s
+second pass) sets all three; only the first two decide bf16 here, as MKL does no bf16 for us.
 ``SSDLIB_NO_BF16=1`` says "no bf16" without restricting anything else.
 """
 
@@ -103,6 +107,9 @@ def channels_last_for_training(setting: str | bool, model_name: str, device: tor
     - AVX2 (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` on that AMD), fp32: light
       model 0.88 (load 13; issue 19 on a native AVX2 EPYC: 2.37 vs 2.0 it/s) -> NHWC; SSD300
       (VGG16) see README, Performance.
+    - SSD300 (VGG16) fp32 SGD step at batch 8, quiet 2-core Intel Xeon with AMX, alternated,
+      median of 3: native 4.72 s NHWC vs 5.87 s NCHW (0.80) -> NHWC with AMX; held to AVX2
+      kernels 9.67 s NHWC vs 8.62 s NCHW (1.12) -> NCHW for VGG16 with AVX2, as on the AMD.
     """
     if isinstance(setting, bool):
         return setting
