@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ssdlib.bench.timing import Row
+from ssdlib.bench.timing import KERNEL_ENV_VARS, Row
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -22,7 +22,7 @@ def machine_line(machine: dict) -> str:
              f"kernels {machine['cpu_kind']}"]  # fmt: skip
     for limit in machine["limits"].values():
         parts.append(f"{limit['dtype']} limit {limit['gflops']} GFLOP/s ({limit['best_of']})")
-    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "SSDLIB_NO_BF16"):
+    for name in KERNEL_ENV_VARS:
         if name in machine:
             parts.append(f"{name}={machine[name]}")
     if machine.get("cuda"):

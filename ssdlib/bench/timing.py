@@ -18,6 +18,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+# The settings that hold PyTorch below the CPU's own kernels (recorded in the machine line).
+KERNEL_ENV_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "SSDLIB_NO_BF16")
+
 
 @dataclass
 class Row:
@@ -141,7 +144,7 @@ def machine_info(limits: dict) -> dict:
         "limits": {str(k).removeprefix("torch."): v.to_json() for k, v in limits.items()},
         "python": platform.python_version(),
     }
-    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "SSDLIB_NO_BF16"):
+    for name in KERNEL_ENV_VARS:
         if os.environ.get(name):
             info[name] = os.environ[name]
     if hasattr(os, "getloadavg"):

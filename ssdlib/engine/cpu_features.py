@@ -5,10 +5,12 @@ vectorised kernels: ``default``, ``avx2``, ``avx512``) and ``ONEDNN_MAX_CPU_ISA`
 convolutions and matmuls: ``AVX2``, ``AVX512_CORE``, ``AVX512_CORE_BF16``, ``AVX512_CORE_AMX``,
 ...). Under ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` an AMX or AVX512-BF16 machine
 behaves like a plain AVX2 CPU: bf16 is then emulated (slower than fp32), so it counts as absent.
-Dense ``torch.mm``/``Linear`` in fp32 go to MKL's BLAS on x86 builds, which ignores both and
-reads ``MKL_ENABLE_INSTRUCTIONS`` (``AVX2``): without it a 2048^2 fp32 matmul still ran at
-448 GFLOP/s on an AMX Xeon "held to AVX2", 235 with it. The full emulation (``make test``'s
-second pass) sets all three; only the first two decide bf16 here, as MKL does no bf16 for us.
+On x86 builds fp32 ``torch.mm``/``Linear`` go to MKL's BLAS and ``torch.log``/``exp``/``tanh``/
+``sqrt``/``erf`` to MKL's vector math, which ignore both and read ``MKL_ENABLE_INSTRUCTIONS``
+(``AVX2``): without it a 2048^2 fp32 matmul still ran at 448 GFLOP/s on an AMX Xeon "held to
+AVX2" (235 with it), and those functions' results kept their AVX-512 bits. The full emulation
+(``make test``'s second pass) sets all three; only the first two decide bf16 here (bf16
+matmuls and convolutions are oneDNN's).
 ``SSDLIB_NO_BF16=1`` says "no bf16" without restricting anything else.
 """
 
