@@ -212,6 +212,7 @@ def _gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``table.index_select(0, index)`` for an (N, 4) table. A float32 row is 16 bytes, one
     complex128: gathering it as one element is ~6x faster on CPU than four (0.21 vs 1.40 ms
     for 279k rows, AVX2 kernels). The bits are copied, not computed: the values are the same."""
-    if table.device.type == "cpu" and table.dtype == torch.float32 and table.is_contiguous():
+    as_rows = table.dtype == torch.float32 and table.is_contiguous() and table.shape[-1] == 4
+    if table.device.type == "cpu" and as_rows:
         return table.view(torch.complex128).view(-1).index_select(0, index).view(torch.float32).view(-1, 4)
     return table.index_select(0, index)
