@@ -131,3 +131,16 @@ def test_info_boxes_per_location_counts_densified_squares(capsys):
         assert int(row[5]) * f * f == int(row[6])  # boxes/loc x locations = priors of the map
     assert sum(int(r[6]) for r in rows) == generate_priors(cfg).shape[0]
     assert [int(r[5]) for r in _info_rows(capsys, "ssd300_voc")] == [4, 6, 6, 6, 4, 4]
+
+
+
+@pytest.mark.parametrize("command", ["train", "demo-shapes"])
+def test_training_commands_keep_freed_memory_on_the_cpu(command, tmp_path, monkeypatch):
+    from ssdlib.engine import host_memory
+
+    calls = []
+    monkeypatch.setattr(host_memory, "keep_freed_memory", lambda: calls.append(command) or True)
+    demo = ["--out", str(tmp_path), "--pictures", "1"]
+    out = ["--output", str(tmp_path / "run")] if command == "train" else demo
+    assert main([command, *TINY, "train.max_iter=1", "train.checkpoint_period=1", *out]) == 0
+    assert calls == [command]

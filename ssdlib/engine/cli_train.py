@@ -38,12 +38,16 @@ def run(args: argparse.Namespace) -> int:
 
     from ssdlib.config import load_config
     from ssdlib.engine.cpu_features import announce_training_precision
+    from ssdlib.engine.device import resolve_device
+    from ssdlib.engine.host_memory import keep_freed_memory
     from ssdlib.engine.trainer import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         cfg = load_config(args.config, args.overrides)
+        if resolve_device(cfg.train.device).type == "cpu":
+            keep_freed_memory()  # no page faults per step (host_memory)
         announce_training_precision(cfg.train.amp, cfg.train.device)
         out = args.output or default_output(args.config)
         eval_fn = _periodic_eval(cfg) if cfg.train.eval_period > 0 else None

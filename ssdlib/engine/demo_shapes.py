@@ -39,14 +39,18 @@ def run(args: argparse.Namespace) -> int:
     from ssdlib.config import load_config
     from ssdlib.engine.cpu_features import announce_training_precision
     from ssdlib.engine.datasets import build_test_data
+    from ssdlib.engine.device import resolve_device
     from ssdlib.engine.errors import USER_ERRORS, report
     from ssdlib.engine.evaluator import evaluate, save_pr_curves, write_summary
+    from ssdlib.engine.host_memory import keep_freed_memory
     from ssdlib.engine.trainer import train
     from ssdlib.metrics.voc import format_table
     from ssdlib.viz.draw import draw_detections, plot_losses
 
     try:
         cfg = load_config(args.config, args.overrides)
+        if resolve_device(cfg.train.device).type == "cpu":
+            keep_freed_memory()  # no page faults per step (host_memory)
         # DataLoader workers run single-threaded; the training process takes the cores that
         # are left. More threads than cores is much worse than fewer: measured on the 2-core
         # machine while shared, a batch took 5-6 s with 2 threads beside a worker, 1.2-2 s with 1.
