@@ -133,7 +133,6 @@ def test_info_boxes_per_location_counts_densified_squares(capsys):
     assert [int(r[5]) for r in _info_rows(capsys, "ssd300_voc")] == [4, 6, 6, 6, 4, 4]
 
 
-
 @pytest.mark.parametrize("command", ["train", "demo-shapes"])
 def test_training_commands_keep_freed_memory_on_the_cpu(command, tmp_path, monkeypatch):
     from ssdlib.engine import host_memory

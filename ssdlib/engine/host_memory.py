@@ -19,6 +19,7 @@ and jemalloc/tcmalloc (PyTorch's CPU tuning guide) do. Applied by the training c
 from __future__ import annotations
 
 import ctypes
+import platform
 import sys
 
 __all__ = ["keep_freed_memory"]
@@ -43,15 +44,10 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux"):
+    # musl also exports mallopt, as a no-op that reports success: ask for glibc by name.
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
-    try:
-        libc = ctypes.CDLL(None)
-        gnu_get_libc_version = libc.gnu_get_libc_version  # glibc only: musl's mallopt is a no-op
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    del gnu_get_libc_version
+    mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     if not any(mallopt(_M_MMAP_THRESHOLD, value) for value in _MMAP_THRESHOLDS):
         return False
