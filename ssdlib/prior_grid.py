@@ -76,14 +76,17 @@ class PriorAxes:
         _AXES_CACHE[key] = (weakref.ref(priors_cxcywh), priors_cxcywh._version, axes)
         return axes
 
-    def intersections(self, boxes_xyxy: torch.Tensor) -> torch.Tensor:
-        """(N, 4) xyxy boxes -> (N, P) intersection areas with the priors in grid order
-        (``order``)."""
-        n = boxes_xyxy.shape[0]
+    def overlaps(self, boxes_xyxy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 4) xyxy boxes -> their overlaps with the prior intervals of each axis, (N, Ux)
+        and (N, Uy) (0 where disjoint)."""
         x1, y1, x2, y2 = boxes_xyxy.unbind(1)
-        over_x = _overlaps(x1, x2, self.x_lo, self.x_hi)  # (N, Ux)
-        over_y = _overlaps(y1, y2, self.y_lo, self.y_hi)  # (N, Uy)
-        inter = boxes_xyxy.new_empty(n, self.num_priors)
+        return _overlaps(x1, x2, self.x_lo, self.x_hi), _overlaps(y1, y2, self.y_lo, self.y_hi)
+
+    def intersections(self, over_x: torch.Tensor, over_y: torch.Tensor) -> torch.Tensor:
+        """Per-axis overlaps (:meth:`overlaps`) -> (N, P) intersection areas with the priors in
+        grid order (``order``)."""
+        n = over_x.shape[0]
+        inter = over_x.new_empty(n, self.num_priors)
         ux = uy = 0
         for offset, rows, cols, per_cell in self.blocks:
             size = rows * cols * per_cell
@@ -94,12 +97,20 @@ class PriorAxes:
             ux, uy = ux + cols * per_cell, uy + rows * per_cell
         return inter
 
+    def iou_of_overlaps(
+        self, over_x: torch.Tensor, over_y: torch.Tensor, areas: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-axis overlaps (:meth:`overlaps`) and the boxes' (N,) areas -> (N, P) IoU with the
+        priors in grid order: lets a caller find the overlaps of many boxes at once and take
+        the IoU in slabs."""
+        inter = self.intersections(over_x, over_y)
+        union = torch.add(areas[:, None], self.area).sub_(inter)
+        return inter.div_(union)
+
     def iou_grid_order(self, boxes_xyxy: torch.Tensor) -> torch.Tensor:
         """(N, 4) xyxy boxes -> (N, P) IoU with the priors in grid order (``order``)."""
         x1, y1, x2, y2 = boxes_xyxy.unbind(1)
-        inter = self.intersections(boxes_xyxy)
-        union = torch.add(((x2 - x1) * (y2 - y1))[:, None], self.area).sub_(inter)
-        return inter.div_(union)
+        return self.iou_of_overlaps(*self.overlaps(boxes_xyxy), (x2 - x1) * (y2 - y1))
 
     def iou(self, boxes_xyxy: torch.Tensor) -> torch.Tensor:
         """(N, 4) xyxy boxes -> (N, P) IoU with the priors (same values as ``box_iou``)."""

@@ -133,9 +133,10 @@ def test_densify_config_is_checked():
 
 
 def test_encode_equals_the_formula_bitwise():
-    """encode works on coordinate planes for speed; same bits as eq. 2 on (..., P, 2) slices,
-    broadcasting included (one box against all priors), -inf for the zero boxes of empty images."""
-    from ssdlib.boxes import xyxy_to_cxcywh
+    """encode works on corner pairs (complex views) for speed; same bits as eq. 2 on (..., P, 2)
+    slices, broadcasting included (one box against all priors), -inf for the zero boxes of empty
+    images; boxes without an aligned pair view (a column slice, mixed dtypes) take the columns."""
+    from ssdlib.boxes import _corner_pairs, xyxy_to_cxcywh
 
     def formula(boxes, d, v=(0.1, 0.2)):
         g = xyxy_to_cxcywh(boxes)
@@ -147,5 +148,10 @@ def test_encode_equals_the_formula_bitwise():
     lo = torch.rand(3, priors.shape[0], 2, generator=g) * 0.8
     boxes = torch.cat([lo, lo + 0.01 + torch.rand(3, priors.shape[0], 2, generator=g) * 0.2], -1)
     boxes[1] = 0.0
-    for b in (boxes, boxes[0, :1], boxes.double()):
-        assert torch.equal(encode(b, priors), formula(b, priors))
+    with_score = torch.cat([torch.zeros(3, priors.shape[0], 1), boxes], -1)[..., 1:]  # odd offset
+    for b, d, pairs in ((boxes, priors, True), (boxes[0, :1], priors, True),
+                        (boxes.double(), priors.double(), True), (with_score, priors, False)):  # fmt: skip
+        assert (_corner_pairs(b, d, torch.broadcast_shapes(b.shape[:-1], d.shape[:-1])) is not None) == pairs
+        assert torch.equal(encode(b, d), formula(b, d))
+    mixed = encode(boxes.double(), priors)
+    assert mixed.dtype == torch.float64 and torch.equal(mixed, formula(boxes.double(), priors))
