@@ -155,3 +155,15 @@ def test_encode_equals_the_formula_bitwise():
         assert torch.equal(encode(b, d), formula(b, d))
     mixed = encode(boxes.double(), priors)
     assert mixed.dtype == torch.float64 and torch.equal(mixed, formula(boxes.double(), priors))
+
+
+def test_encode_keeps_gradients():
+    """Inputs that need gradients take the formula (a complex dtype view has no gradient)."""
+    priors = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.4]])
+    boxes = torch.tensor([[0.4, 0.4, 0.6, 0.7], [0.2, 0.1, 0.35, 0.5]], requires_grad=True)
+    deltas = encode(boxes, priors)
+    deltas[:, 0].sum().backward()  # d t_cx / d x1 = d t_cx / d x2 = 1 / (2 w_prior v0)
+    expected = 1 / (2 * priors[:, 2] * 0.1)
+    torch.testing.assert_close(boxes.grad[:, [0, 2]], expected[:, None].expand(2, 2))
+    with torch.no_grad():
+        assert torch.equal(encode(boxes, priors), deltas)
