@@ -137,10 +137,10 @@ def _best_matches(
     best_prior = torch.empty(total + 1, dtype=torch.int64, device=device)
     order = sorted((b for b in range(num_images) if counts[b]), key=lambda b: -counts[b])
     if order:
-        slabs, i = [], 0
+        slabs, i = [], 0  # (images, the largest count among them)
         while i < len(order):
-            g = counts[order[i]]  # the slab's largest count
-            slabs.append((len(order[i : i + max(1, _ROWS_PER_SLAB // g)]), g))
+            g = counts[order[i]]
+            slabs.append((min(len(order) - i, max(1, _ROWS_PER_SLAB // g)), g))
             i += slabs[-1][0]
         # Row k of every per-row tensor: ground truth k % g of the slab's image k // g, or row N
         # (a far box, IoU 0) where that image has fewer.
