@@ -90,9 +90,9 @@ def _encode_formula(
 ) -> torch.Tensor:
     """:func:`encode` as eq. 2 reads, on (..., P, 2) slices: any dtypes and devices, and
     differentiable (complex views are not); slower on the CPU."""
-    lo, hi = boxes_xyxy[..., :2], boxes_xyxy[..., 2:]
-    centre = ((lo + hi) / 2 - d[..., :2]) / d[..., 2:] / variances[0]
-    return torch.cat([centre, torch.log((hi - lo) / d[..., 2:]) / variances[1]], dim=-1)
+    g = xyxy_to_cxcywh(boxes_xyxy)
+    centre = (g[..., :2] - d[..., :2]) / d[..., 2:] / variances[0]
+    return torch.cat([centre, torch.log(g[..., 2:] / d[..., 2:]) / variances[1]], dim=-1)
 
 
 def decode(

@@ -13,6 +13,7 @@ batch in a few tensor operations and is what training uses.
 from __future__ import annotations
 
 import torch
+from torchvision.ops import box_area
 
 from ssdlib.prior_grid import PriorAxes
 
@@ -137,23 +138,19 @@ def _best_matches(
     best_prior = torch.empty(total + 1, dtype=torch.int64, device=device)
     order = sorted((b for b in range(num_images) if counts[b]), key=lambda b: -counts[b])
     if order:
-        slabs, i = [], 0  # (images, the largest count among them)
+        # Slabs as (images, the largest count among them); a slab's rows are its images' ground
+        # truths, each image padded to that count with row N (a far box, IoU 0).
+        slabs, rows, i = [], [], 0
         while i < len(order):
             g = counts[order[i]]
-            slabs.append((min(len(order) - i, max(1, _ROWS_PER_SLAB // g)), g))
-            i += slabs[-1][0]
-        # Row k of every per-row tensor: ground truth k % g of the slab's image k // g, or row N
-        # (a far box, IoU 0) where that image has fewer.
-        rows, image = [], 0
-        for n, g in slabs:
-            slab = order[image : image + n]
+            slab = order[i : i + max(1, _ROWS_PER_SLAB // g)]
+            slabs.append((len(slab), g))
             rows += [starts[b] + k if k < counts[b] else total for b in slab for k in range(g)]
-            image += n
+            i += len(slab)
         rows = torch.tensor(rows, device=device)
         boxes = torch.cat([gts, gts.new_tensor([[-3.0, -3.0, -2.0, -2.0]])]).index_select(0, rows)
         over_x, over_y = axes.overlaps(boxes)
-        x1, y1, x2, y2 = boxes.unbind(1)
-        areas = (x2 - x1) * (y2 - y1)
+        areas = box_area(boxes)
         maxima = _FirstMaxima(axes, counts[order[0]], gts.dtype, len(order), len(rows))
         image = row = 0
         for n, g in slabs:

@@ -17,6 +17,7 @@ import math
 import weakref
 
 import torch
+from torchvision.ops import box_area
 
 from ssdlib.boxes import cxcywh_to_xyxy
 
@@ -109,8 +110,7 @@ class PriorAxes:
 
     def iou_grid_order(self, boxes_xyxy: torch.Tensor) -> torch.Tensor:
         """(N, 4) xyxy boxes -> (N, P) IoU with the priors in grid order (``order``)."""
-        x1, y1, x2, y2 = boxes_xyxy.unbind(1)
-        return self.iou_of_overlaps(*self.overlaps(boxes_xyxy), (x2 - x1) * (y2 - y1))
+        return self.iou_of_overlaps(*self.overlaps(boxes_xyxy), box_area(boxes_xyxy))
 
     def iou(self, boxes_xyxy: torch.Tensor) -> torch.Tensor:
         """(N, 4) xyxy boxes -> (N, P) IoU with the priors (same values as ``box_iou``)."""

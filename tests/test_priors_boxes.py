@@ -135,7 +135,7 @@ def test_densify_config_is_checked():
 def test_encode_equals_the_formula_bitwise():
     """encode works on corner pairs (complex views) for speed; same bits as eq. 2 on (..., P, 2)
     slices, broadcasting included (one box against all priors), -inf for the zero boxes of empty
-    images; boxes without an aligned pair view (a column slice, mixed dtypes) take the columns."""
+    images; boxes without an aligned pair view (a column slice, mixed dtypes) take the formula."""
     from ssdlib.boxes import _corner_pairs, xyxy_to_cxcywh
 
     def formula(boxes, d, v=(0.1, 0.2)):
