@@ -6,7 +6,7 @@ with a large learning rate in a few hundred iterations), with SSD's extra layers
     stride 8 (64 ch) -> 16 (128) -> 32 (192) -> extras (128, 128)
 
 85 M multiply-adds per 160x160 image in the backbone, 115 M with the ``shapes`` config's
-heads (FlopCounterMode), 4 % of SSD300's 31 G.
+heads (FlopCounterMode): 0.4 % of SSD300's 31 G.
 
 ``first_stride=4`` adds a finer first map for small objects: the stride-4 stem output plus the
 stride-8 map upsampled through a 1x1 conv (one top-down step of a feature pyramid, Lin et al.
